@@ -1,0 +1,47 @@
+# Tenure developer tasks. `make help` lists them.
+SHELL := bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help venv dev test test-unit lint format typecheck crds check-examples clean
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP) ## Create .venv with Tenure and its test tools installed
+
+test: $(STAMP) ## Run the whole test suite (unit, emulator contract, integration)
+	$(BIN)/pytest -q
+
+test-unit: $(STAMP) ## Run the unit tests only
+	$(BIN)/pytest -q tests/unit
+
+lint: $(STAMP) ## ruff lint and format check
+	$(BIN)/ruff check operator tests
+	$(BIN)/ruff format --check operator tests
+
+format: $(STAMP) ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix operator tests
+	$(BIN)/ruff format operator tests
+
+typecheck: $(STAMP) ## mypy --strict over the operator and the dev tools
+	$(BIN)/mypy
+
+crds: $(STAMP) ## Render crds/ from the pydantic models
+	$(BIN)/python -m tenure.api.crd crds
+
+check-examples: $(STAMP) ## Validate examples/ offline with `tenure check`
+	$(BIN)/tenure check examples/
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
