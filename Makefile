@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv dev test test-unit lint format typecheck crds check-examples clean
+.PHONY: help venv dev bench test test-unit lint format typecheck crds check-examples clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -20,8 +20,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create .venv with Tenure and its test tools installed
 
+# pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
 test: $(STAMP) ## Run the whole test suite (unit, emulator contract, integration)
-	$(BIN)/pytest -q
+	@$(BIN)/pytest -q; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo 'pytest collected no tests: failing' >&2; exit 1; fi; exit $$rc
 
 test-unit: $(STAMP) ## Run the unit tests only
 	$(BIN)/pytest -q tests/unit

@@ -1,0 +1,1 @@
+"""The Tenure API: pydantic models (the contract) and the CRDs rendered from them."""

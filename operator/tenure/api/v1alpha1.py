@@ -1,0 +1,424 @@
+"""`tenure.dev/v1alpha1`: the ServiceIdentity API. The single source of truth for the CRD.
+
+Every cross-field rule exists twice on purpose: as a pydantic validator (for the operator and
+`tenure check`) and as a CEL `x-kubernetes-validations` rule in the CRD (for the API server).
+`tests/unit/test_crd_rules.py` runs both on the same table of manifests and fails if they disagree.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Final, Literal, Self
+
+from pydantic import ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from tenure.api.base import (
+    DNS_LABEL_PATTERN,
+    DNS_SUBDOMAIN_PATTERN,
+    ApiModel,
+    Email,
+    LabelValue,
+    StringSet,
+    Timestamp,
+)
+from tenure.api.durations import GoDuration
+
+GROUP: Final = 'tenure.dev'
+VERSION: Final = 'v1alpha1'
+API_VERSION: Final = f'{GROUP}/{VERSION}'
+KIND: Final = 'ServiceIdentity'
+PLURAL: Final = 'serviceidentities'
+SINGULAR: Final = 'serviceidentity'
+SHORT_NAMES: Final = ('sid',)
+CATEGORIES: Final = ('tenure',)
+
+TICKET_ID_PATTERN: Final = r'^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'
+TICKET_SYSTEM_PATTERN: Final = r'^[a-z][a-z0-9-]{0,31}$'
+# RBAC names: API groups and resources are DNS-ish words; `*` is syntactically valid RBAC (the
+# guardrails decide whether it is allowed), so the schema admits it.
+RBAC_WORD_PATTERN: Final = r'^(\*|[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/[a-z0-9]([-a-z0-9]*[a-z0-9])?)?)$'
+VERB_PATTERN: Final = r'^(\*|[a-z]+)$'
+VAULT_PATH_PATTERN: Final = r'^[A-Za-z0-9_.+*-]+(/[A-Za-z0-9_.+*-]*)*$'
+SECRET_KEY_PATTERN: Final = r'^[-._a-zA-Z0-9]+$'
+
+
+class TicketState(StrEnum):
+    """Where the authorising ticket stands in the ITSM."""
+
+    REQUESTED = 'Requested'
+    APPROVED = 'Approved'
+    CLOSED = 'Closed'
+    CANCELLED = 'Cancelled'
+    REJECTED = 'Rejected'
+
+
+class OnClose(StrEnum):
+    """What the successful closure of the ticket does to the identity."""
+
+    REVOKE = 'Revoke'
+    ROTATE = 'Rotate'
+    RETAIN = 'Retain'
+
+
+class VaultCapability(StrEnum):
+    """A Vault/OpenBao ACL capability."""
+
+    CREATE = 'create'
+    READ = 'read'
+    UPDATE = 'update'
+    PATCH = 'patch'
+    DELETE = 'delete'
+    LIST = 'list'
+    SUDO = 'sudo'
+    DENY = 'deny'
+    SUBSCRIBE = 'subscribe'
+
+
+class Ticket(ApiModel):
+    """The ITSM record (change, request or access item) that authorises this identity."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            'x-kubernetes-validations': [
+                {
+                    'rule': "self.state == 'Requested' || has(self.approvedAt)",
+                    'message': 'approvedAt is required once the ticket is no longer Requested',
+                    'reason': 'FieldValueRequired',
+                    'fieldPath': '.approvedAt',
+                },
+                {
+                    'rule': 'self.requester.lowerAscii() != self.approver.lowerAscii()',
+                    'message': 'requester and approver must be different people '
+                    '(separation of duties)',
+                    'fieldPath': '.approver',
+                },
+            ],
+        },
+    )
+
+    id: Annotated[str, Field(pattern=TICKET_ID_PATTERN, max_length=64)]
+    """Ticket number in the ITSM, e.g. CHG0031337 or OPS-1234."""
+    system: Annotated[str, Field(pattern=TICKET_SYSTEM_PATTERN, max_length=32)]
+    """The ITSM that holds the ticket, as a lowercase word: servicenow, jira, github, other, ..."""
+    url: Annotated[str | None, Field(pattern=r'^https?://\S+$', max_length=2048)] = None
+    """Link to the ticket, for people reading the identity."""
+    state: TicketState
+    """Requested: nothing is provisioned yet. Approved: the identity may exist. Closed (the
+    successful end of the change) acts per onClose. Cancelled and Rejected always revoke."""
+    requester: Email
+    """Who asked for the identity (e-mail)."""
+    approver: Email
+    """Who approved the ticket (e-mail); must differ from the requester."""
+    approved_at: Timestamp | None = None
+    """When the ticket was approved (RFC 3339); required unless the state is Requested."""
+    justification: Annotated[str, Field(min_length=10, max_length=2000)]
+    """Why this identity must exist, as recorded in the ticket."""
+    on_close: OnClose = OnClose.REVOKE
+    """What closing the ticket does: Revoke (default) ends access, Rotate rotates the secret and
+    invalidates issued Vault tokens, Retain keeps the identity until it expires."""
+
+    @model_validator(mode='after')
+    def _approval_is_consistent(self) -> Self:
+        if self.state is not TicketState.REQUESTED and self.approved_at is None:
+            raise PydanticCustomError(
+                'ApprovalTimeMissing',
+                'approvedAt is required once the ticket is no longer Requested',
+            )
+        if self.requester.lower() == self.approver.lower():
+            raise PydanticCustomError(
+                'RequesterIsApprover',
+                'requester and approver must be different people (separation of duties)',
+            )
+        return self
+
+
+class Owner(ApiModel):
+    """The team accountable for the identity: who to ask, who gets the expiry warning."""
+
+    team: LabelValue
+    """Owning team, as a label value (lowercase, e.g. payments-platform)."""
+    contact: Email
+    """Team contact e-mail, e.g. an on-call alias."""
+
+
+class PolicyRule(ApiModel):
+    """A namespaced RBAC rule (rbac.authorization.k8s.io/v1 PolicyRule without nonResourceURLs)."""
+
+    api_groups: Annotated[
+        list[
+            Annotated[str, Field(pattern=r'^(\*|[a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$', max_length=253)]
+        ],
+        Field(max_length=16, json_schema_extra={'x-kubernetes-list-type': 'atomic'}),
+    ] = []
+    """API groups of the resources; "" is the core group."""
+    resources: Annotated[
+        StringSet[Annotated[str, Field(pattern=RBAC_WORD_PATTERN, max_length=253)]],
+        Field(min_length=1, max_length=32),
+    ]
+    """Resources the rule applies to, e.g. configmaps or deployments/scale."""
+    resource_names: Annotated[
+        StringSet[Annotated[str, Field(min_length=1, max_length=253)]],
+        Field(max_length=64),
+    ] = []
+    """Object names the rule is restricted to; empty means all objects of those resources."""
+    verbs: Annotated[
+        StringSet[Annotated[str, Field(pattern=VERB_PATTERN, max_length=32)]],
+        Field(min_length=1, max_length=16),
+    ]
+    """Verbs allowed: get, list, watch, create, update, patch, delete, ..."""
+
+
+class KubernetesAccess(ApiModel):
+    """What the ServiceAccount may do in its own namespace."""
+
+    rules: Annotated[list[PolicyRule], Field(max_length=32)] = []
+    """Rules of the Role `tenure-<name>`; no Role is created when empty."""
+    cluster_roles: Annotated[
+        StringSet[Annotated[str, Field(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)]],
+        Field(max_length=16),
+    ] = []
+    """ClusterRoles bound in this namespace only (a RoleBinding each); only names the policy's
+    catalog allows."""
+
+
+class VaultPathRule(ApiModel):
+    """One path of the identity's Vault ACL policy."""
+
+    path: Annotated[str, Field(pattern=VAULT_PATH_PATTERN, max_length=512)]
+    """Vault path, e.g. secret/data/payments/settlement/*."""
+    capabilities: Annotated[
+        StringSet[VaultCapability],
+        Field(min_length=1, max_length=9),
+    ]
+    """Capabilities on that path, e.g. [read]."""
+
+
+class GeneratedSecret(ApiModel):
+    """A credential generated and owned by this identity, stored in Vault KV v2."""
+
+    keys: Annotated[
+        StringSet[Annotated[str, Field(pattern=SECRET_KEY_PATTERN, max_length=253)]],
+        Field(min_length=1, max_length=32),
+    ]
+    """Keys of the secret; each gets a fresh random value (at least 32 bytes of entropy)."""
+    rotate_every: GoDuration | None = None
+    """Rotate the values on this schedule (Go duration, e.g. 720h)."""
+
+
+class VaultAccess(ApiModel):
+    """The identity's Vault material: a policy, a Kubernetes-auth role, optionally a secret."""
+
+    policy: Annotated[list[VaultPathRule], Field(max_length=32)] = []
+    """Paths this identity may use, besides read access to its own generated secret."""
+    secret: GeneratedSecret | None = None
+    """A credential generated for this identity at KV v2 path tenure/<namespace>/<name>."""
+
+
+class ServiceIdentitySpec(ApiModel):
+    """An approved request for one non-human identity: who owns it, why, what it may do and
+    until when."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            'x-kubernetes-validations': [
+                {
+                    'rule': '!has(self.ticket.approvedAt) || '
+                    'timestamp(self.expiresAt) > timestamp(self.ticket.approvedAt)',
+                    'message': 'expiresAt must be after ticket.approvedAt',
+                    'fieldPath': '.expiresAt',
+                },
+            ],
+        },
+    )
+
+    ticket: Ticket
+    """The ticket that authorises the identity and drives its lifecycle."""
+    owner: Owner
+    """The accountable team."""
+    service: Annotated[str, Field(pattern=r'^\S(.*\S)?$', min_length=1, max_length=253)]
+    """The system or CMDB item the identity serves, e.g. settlement-exporter."""
+    environment: LabelValue | None = None
+    """Environment the identity belongs to (e.g. production); must match the namespace's
+    tenure.dev/environment label when both are set."""
+    expires_at: Timestamp
+    """When access ends (RFC 3339 with a timezone). Revocation follows at this instant."""
+    kubernetes: KubernetesAccess | None = None
+    """Kubernetes RBAC for the ServiceAccount; none when absent."""
+    vault: VaultAccess | None = None
+    """Vault access for the identity; none when absent."""
+
+    @model_validator(mode='after')
+    def _expires_after_approval(self) -> Self:
+        if self.ticket.approved_at is not None and self.expires_at <= self.ticket.approved_at:
+            raise PydanticCustomError(
+                'ExpiryBeforeApproval', 'expiresAt must be after ticket.approvedAt'
+            )
+        return self
+
+
+class Phase(StrEnum):
+    """Where the identity is in its lifecycle."""
+
+    PENDING = 'Pending'
+    ACTIVE = 'Active'
+    DENIED = 'Denied'
+    REVOKED = 'Revoked'
+
+
+class RevocationReason(StrEnum):
+    """Why access ended."""
+
+    EXPIRED = 'Expired'
+    TICKET_CLOSED = 'TicketClosed'
+    TICKET_CANCELLED = 'TicketCancelled'
+    TICKET_REJECTED = 'TicketRejected'
+    DELETED = 'Deleted'
+    EMERGENCY = 'Emergency'
+
+
+class ConditionStatus(StrEnum):
+    """Kubernetes condition status."""
+
+    TRUE = 'True'
+    FALSE = 'False'
+    UNKNOWN = 'Unknown'
+
+
+class Condition(ApiModel):
+    """A Kubernetes-style condition (metav1.Condition)."""
+
+    type: Annotated[
+        str,
+        Field(pattern=r'^([a-z0-9.-]+/)?[A-Za-z]([A-Za-z0-9_.-]*[A-Za-z0-9_])?$', max_length=316),
+    ]
+    """Condition type: Ready, Valid, Provisioned, ..."""
+    status: ConditionStatus
+    """True, False or Unknown."""
+    reason: Annotated[
+        str,
+        Field(pattern=r'^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$', min_length=1, max_length=1024),
+    ]
+    """A CamelCase code for the last transition, stable for automation."""
+    message: Annotated[str, Field(max_length=32768)] = ''
+    """Human-readable details of the last transition."""
+    last_transition_time: Timestamp
+    """When the status last changed (not when the condition was last written)."""
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+    """The metadata.generation the condition was computed from."""
+
+
+class VaultStatus(ApiModel):
+    """The Vault objects provisioned for the identity."""
+
+    policy: Annotated[str, Field(max_length=512)] | None = None
+    """Name of the ACL policy."""
+    role: Annotated[str, Field(max_length=512)] | None = None
+    """Name of the Kubernetes-auth role."""
+    secret_path: Annotated[str, Field(max_length=1024)] | None = None
+    """KV v2 path of the generated secret (never its values)."""
+    secret_version: Annotated[int, Field(ge=0)] | None = None
+    """KV v2 version of the generated secret currently in force."""
+    last_rotated_at: Timestamp | None = None
+    """When the generated secret was last rotated."""
+
+
+class ApprovalRecord(ApiModel):
+    """The approval under which the identity was last provisioned."""
+
+    ticket_id: Annotated[str, Field(max_length=64)]
+    """Ticket id at provisioning time."""
+    approver: Annotated[str, Field(max_length=254)]
+    """Approver at provisioning time."""
+    approved_at: Timestamp | None = None
+    """Approval time at provisioning time."""
+
+
+class ProofCheck(ApiModel):
+    """One check that a revoked object is gone."""
+
+    object: Annotated[str, Field(max_length=1024)]
+    """The object checked, e.g. vault:policy/tenure-payments-exporter or
+    k8s:ServiceAccount/payments/exporter."""
+    check: Annotated[str, Field(max_length=1024)]
+    """How it was checked, e.g. GET returned 404."""
+    result: Annotated[str, Field(max_length=256)]
+    """Gone, or what was still found."""
+    at: Timestamp
+    """When the check ran."""
+
+
+class RevocationStatus(ApiModel):
+    """How and when access ended, with proof."""
+
+    reason: RevocationReason
+    """Why access ended."""
+    requested_at: Timestamp
+    """When revocation was decided."""
+    completed_at: Timestamp | None = None
+    """When every object was verified gone."""
+    verified: bool = False
+    """True only once every managed object was checked and found gone."""
+    proof: Annotated[list[ProofCheck], Field(max_length=64)] = []
+    """The checks, one per managed object."""
+
+
+class ServiceIdentityStatus(ApiModel):
+    """Observed state, written only by the operator."""
+
+    phase: Phase | None = None
+    """Pending, Active, Denied or Revoked (terminal: the object stays as an audit record)."""
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+    """The metadata.generation this status reflects."""
+    service_account: Annotated[str, Field(max_length=253)] | None = None
+    """Name of the ServiceAccount in this namespace."""
+    vault: VaultStatus | None = None
+    """The Vault objects provisioned."""
+    approval: ApprovalRecord | None = None
+    """The approval the identity was last provisioned under."""
+    expires_at: Timestamp | None = None
+    """The expiry in force (an extension needs a new approval)."""
+    revocation: RevocationStatus | None = None
+    """Set once access ends."""
+    conditions: Annotated[
+        list[Condition],
+        Field(
+            max_length=16,
+            json_schema_extra={
+                'x-kubernetes-list-type': 'map',
+                'x-kubernetes-list-map-keys': ['type'],
+            },
+        ),
+    ] = []
+    """Ready, Valid, Provisioned and others, with Kubernetes semantics."""
+
+
+class ObjectMeta(ApiModel):
+    """The part of metav1.ObjectMeta that Tenure reads; the rest passes through untouched."""
+
+    model_config = ConfigDict(extra='allow')
+
+    name: Annotated[str, Field(pattern=DNS_LABEL_PATTERN, min_length=1, max_length=63)]
+    """The identity's name: also its ServiceAccount's name and a label value."""
+    namespace: Annotated[str, Field(pattern=DNS_LABEL_PATTERN, max_length=63)] | None = None
+    """The namespace; the ServiceAccount lives there too."""
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+
+
+class ServiceIdentity(ApiModel):
+    """A non-human identity authorised by an approved ITSM ticket, with an owner and an expiry."""
+
+    api_version: Literal['tenure.dev/v1alpha1']
+    kind: Literal['ServiceIdentity']
+    metadata: ObjectMeta
+    spec: ServiceIdentitySpec
+    status: ServiceIdentityStatus | None = None
+
+
+CROSS_FIELD_PATHS: Final = {
+    'ApprovalTimeMissing': 'approvedAt',
+    'RequesterIsApprover': 'approver',
+    'ExpiryBeforeApproval': 'expiresAt',
+}
+"""The field each cross-field rule points at (as the CRD's CEL `fieldPath` does)."""

@@ -1,0 +1,87 @@
+"""The `tenure` command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from tenure import __version__
+from tenure.manifests import CheckReport, check_paths
+
+EXIT_OK = 0
+EXIT_PROBLEMS = 1
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='tenure',
+        description='Tenure governs non-human identities (Kubernetes ServiceAccounts, RBAC and '
+        'Vault material) from approved ITSM tickets.',
+    )
+    parser.add_argument('--version', action='version', version=f'tenure {__version__}')
+    commands = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
+
+    check = commands.add_parser(
+        'check',
+        help='validate ServiceIdentity manifests offline',
+        description='Validate ServiceIdentity manifests offline against the tenure.dev/v1alpha1 '
+        'API (for GitOps CI). Exit 0 when every manifest is valid, 1 with one line per problem '
+        '(file:line, object, field path, message).',
+    )
+    check.add_argument('paths', nargs='*', type=Path, metavar='PATH', help='file or directory')
+    check.add_argument(
+        '-f',
+        '--filename',
+        dest='filenames',
+        action='append',
+        type=Path,
+        default=[],
+        metavar='PATH',
+        help='file or directory (repeatable; like kubectl -f)',
+    )
+    check.add_argument(
+        '-o', '--output', choices=('text', 'json'), default='text', help='output format'
+    )
+    check.add_argument(
+        '--ignore-other-kinds',
+        action='store_true',
+        help='skip documents that are not ServiceIdentities instead of reporting them',
+    )
+    return parser
+
+
+def _print_check(report: CheckReport, output: str, out: TextIO) -> None:
+    if output == 'json':
+        doc = {
+            'valid': report.ok,
+            'objects': report.objects,
+            'problems': [dataclasses.asdict(p) for p in report.problems],
+        }
+        out.write(json.dumps(doc, indent=2) + '\n')
+        return
+    for problem in report.problems:
+        out.write(problem.describe() + '\n')
+    if report.ok:
+        out.write(f'{report.objects} ServiceIdentity manifest(s) valid\n')
+    elif not report.problems:
+        out.write('no ServiceIdentity manifests found\n')
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the `tenure` command; return its exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    stream = out if out is not None else sys.stdout
+    if args.command == 'check':
+        paths = [*args.paths, *args.filenames]
+        if not paths:
+            parser.error('check needs at least one PATH (or -f PATH)')
+        report = check_paths(paths, ignore_other_kinds=args.ignore_other_kinds)
+        _print_check(report, args.output, stream)
+        return EXIT_OK if report.ok else EXIT_PROBLEMS
+    raise AssertionError(f'unhandled command {args.command!r}')
