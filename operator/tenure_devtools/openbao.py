@@ -93,6 +93,7 @@ class OpenBaoDevServer:
         bao_binary: Path | None = None,
         startup_timeout: float = 30.0,
         stop_timeout: float = 10.0,
+        log_level: str = 'info',
     ) -> None:
         self.workdir = workdir
         # Dev mode binds `port` for the API and `port + 1` for the cluster listener.
@@ -102,6 +103,7 @@ class OpenBaoDevServer:
         self.log_path = workdir / 'openbao.log'
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
+        self.log_level = log_level
         self._bao_binary = bao_binary
         self._unseal_key: str | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -141,6 +143,7 @@ class OpenBaoDevServer:
             f'-dev-listen-address=127.0.0.1:{self.port}',
             # Otherwise the dev server writes the root token to ~/.vault-token for the CLI.
             '-dev-no-store-token',
+            f'-log-level={self.log_level}',
         ]
         log.info('starting OpenBao dev server at %s (log: %s)', self.addr, self.log_path)
         with self.log_path.open('wb') as log_file:
@@ -258,8 +261,8 @@ class OpenBaoDevServer:
 
     # -- talking to it ---------------------------------------------------------------------
 
-    def client(self, token: str | None = None) -> Any:
-        """An hvac.Client for this server, authenticated as root unless `token` is given."""
+    def client(self, token: str | None = None) -> hvac.Client:
+        """An hvac.Client for this server: root by default, `token=''` for an anonymous one."""
         session = requests.Session()
         # No proxies, CA bundles or netrc from the environment: this is loopback plain HTTP.
         session.trust_env = False
@@ -380,11 +383,13 @@ def running_openbao(
     bao_binary: Path | None = None,
     startup_timeout: float = 30.0,
     stop_timeout: float = 10.0,
+    log_level: str = 'info',
 ) -> Iterator[OpenBaoDevServer]:
     """Run an OpenBao dev server on free loopback ports for the duration of the block.
 
     The server and its log live in a fresh private temporary directory; the process is stopped
-    (SIGTERM, then SIGKILL) when the block ends, however it ends.
+    (SIGTERM, then SIGKILL) when the block ends, however it ends. `log_level='debug'` makes the
+    server log why an auth method refused a login (kubernetes auth says so at debug level only).
     """
     with tempfile.TemporaryDirectory(prefix='tenure-openbao-') as workdir:
         server = OpenBaoDevServer(
@@ -392,6 +397,7 @@ def running_openbao(
             bao_binary=bao_binary,
             startup_timeout=startup_timeout,
             stop_timeout=stop_timeout,
+            log_level=log_level,
         )
         try:
             server.start()

@@ -11,6 +11,9 @@ from tenure_devtools.openbao import OpenBaoDevServer, running_openbao  # noqa: T
 
 @pytest.fixture(scope='session')
 def openbao() -> Iterator[OpenBaoDevServer]:
-    """One OpenBao dev server shared by the session; tests that seal it start their own."""
-    with running_openbao() as server:
+    """One OpenBao dev server shared by the session; tests that seal it start their own.
+
+    At debug level the server log says why a login was refused (`bao.log_tail()`).
+    """
+    with running_openbao(log_level='debug') as server:
         yield server
