@@ -42,6 +42,9 @@ typecheck: $(STAMP) ## mypy --strict over the operator and the dev tools
 crds: $(STAMP) ## Render crds/ from the pydantic models
 	$(BIN)/python -m tenure.api.crd crds
 
+bench: $(STAMP) ## Run the benchmarks (not part of `make test`)
+	$(BIN)/python tests/bench/bench_emulator.py
+
 check-examples: $(STAMP) ## Validate examples/ offline with `tenure check`
 	$(BIN)/tenure check examples/
 

@@ -39,7 +39,7 @@ def parse_duration(text: str) -> timedelta:
     if position != len(text):
         raise ValueError(f'invalid duration {text!r}: expected e.g. 720h, 1h30m or 90s')
     if nanos <= 0:
-        raise ValueError(f'invalid duration {text!r}: must be greater than zero')
+        raise ValueError(f'invalid duration {text!r}: must be greater than zero, e.g. 720h')
     return timedelta(microseconds=int(nanos / 1000))
 
 
