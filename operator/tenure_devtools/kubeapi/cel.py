@@ -298,7 +298,10 @@ def _json_to_cel(value: JSON) -> Any:
     if isinstance(value, bool):
         return celtypes.BoolType(value)
     if isinstance(value, int):
-        return celtypes.IntType(value)
+        # Go decodes JSON integers beyond int64 as float64.
+        if -(2**63) <= value < 2**63:
+            return celtypes.IntType(value)
+        return celtypes.DoubleType(float(value))
     if isinstance(value, float):
         return celtypes.DoubleType(value)
     if isinstance(value, str):
@@ -707,9 +710,12 @@ class CompiledRule:
         return _from_cel(self._run(self_value, old_self, schema, resource_root))
 
     def _run(self, self_value: JSON, old_self: JSON, schema: Schema | None, root: bool) -> Any:
-        activation: dict[str, Any] = {'self': to_cel(self_value, schema, resource_root=root)}
-        if self.uses_old_self:
-            activation['oldSelf'] = to_cel(old_self, schema, resource_root=root)
+        try:
+            activation: dict[str, Any] = {'self': to_cel(self_value, schema, resource_root=root)}
+            if self.uses_old_self:
+                activation['oldSelf'] = to_cel(old_self, schema, resource_root=root)
+        except (ValueError, TypeError, OverflowError) as e:
+            raise CelEvalError(f'invalid value: {e}') from None
         try:
             return self._program.evaluate(activation)
         except CELEvalError as e:
