@@ -668,6 +668,9 @@ _STD_RESULTS: Final[dict[str, str | None]] = {
 }
 _MACROS: Final = frozenset({'all', 'exists', 'exists_one', 'map', 'filter'})
 _VARIABLES: Final = frozenset({'self', 'oldSelf'})
+_TYPE_NAMES: Final = frozenset(
+    {'int', 'uint', 'double', 'bool', 'string', 'bytes', 'list', 'map', 'null_type', 'type'}
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -792,9 +795,14 @@ def _parse(rule: str) -> lark.Tree[Any]:
     except CELParseError as e:
         line = getattr(e, 'line', None) or 1
         column = getattr(e, 'column', None) or 1
-        source_lines = rule.split('\n')
-        at_end = line >= len(source_lines) and column > len(source_lines[-1].rstrip())
-        what = 'unexpected end of input' if at_end else 'unexpected token'
+        # celpy raises from lark's error: its token says whether the input ended too early.
+        token = getattr(e.__context__, 'token', None)
+        if getattr(token, 'type', None) == '$END':
+            what = "mismatched input '<EOF>'"
+        elif token is not None:
+            what = f"mismatched input '{token}'"
+        else:
+            what = 'unexpected input'
         detail = f'Syntax error: {what}'
         raise CelCompileError(_compile_message(rule, line, column, detail)) from None
     except RecursionError:
@@ -957,6 +965,8 @@ class _Checker:
             return scope[name]
         if name in _VARIABLES:
             return _type_of_schema(self.schema, root=self.resource_root) if typed else _DYN
+        if name in _TYPE_NAMES:
+            return _Type('type')
         raise self.fail(token, f"undeclared reference to '{name}' (in container '')")
 
     def _t_ident_arg(self, node: Any, scope: Mapping[str, _Type], typed: bool) -> _Type:
