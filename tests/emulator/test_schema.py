@@ -850,3 +850,25 @@ def test_validate_never_raises_on_arbitrary_json(
     for candidate in (new, apply_defaults(schema, prune(schema, new))):
         errors = validate(schema, candidate, old=old)
         assert all(isinstance(e, FieldError) and e.message.startswith(e.field) for e in errors)
+
+
+def test_a_crd_may_restrict_metadata_name_and_the_restriction_is_enforced() -> None:
+    """A CRD schema may constrain `metadata.name` and `metadata.generateName` only
+    (kubernetes/kubernetes#77653, "disallow metadata specs other than name and generateName");
+    the custom resource validator checks the whole object, so the restriction applies. The other
+    ObjectMeta fields are the server's business and are neither pruned nor validated by the CRD."""
+    schema = {
+        'type': 'object',
+        'properties': {
+            'metadata': {
+                'type': 'object',
+                'properties': {'name': {'type': 'string', 'maxLength': 5}},
+            },
+        },
+    }
+    obj = {'metadata': {'name': 'too-long', 'labels': {'a': 'b'}, 'namespace': 'ns'}}
+    assert prune(schema, obj) == obj
+    assert [e.message for e in validate(schema, obj)] == [
+        'metadata.name: Too long: may not be longer than 5'
+    ]
+    assert validate(schema, {'metadata': {'name': 'short'}}) == []

@@ -19,6 +19,7 @@ from typing import Any, Final
 import yaml
 
 from tenure.api import v1alpha1
+from tenure.api.base import DNS_LABEL_PATTERN
 from tenure.api.v1alpha1 import ServiceIdentitySpec, ServiceIdentityStatus
 
 JsonObj = dict[str, Any]
@@ -49,15 +50,20 @@ _PASSTHROUGH: Final = frozenset(
 )
 _DROPPED: Final = frozenset({'title', '$defs'})
 
-# Root-level rules: metadata.name is only visible to CEL at the root of the schema.
-_ROOT_VALIDATIONS: Final = [
-    {
-        'rule': 'size(self.metadata.name) <= 63',
-        'message': 'metadata.name must be at most 63 characters: it names the ServiceAccount '
-        'and is used as a label value',
-        'fieldPath': '.metadata.name',
+# The only metadata a CRD may constrain is name and generateName (kubernetes/kubernetes#77653).
+# The name is the ServiceAccount's and a label value (`tenure.dev/identity`), hence a DNS label.
+_METADATA: Final = {
+    'type': 'object',
+    'description': 'Standard object metadata.',
+    'properties': {
+        'name': {
+            'type': 'string',
+            'description': "The identity's name: also its ServiceAccount's name and a label value.",
+            'maxLength': 63,
+            'pattern': DNS_LABEL_PATTERN,
+        },
     },
-]
+}
 
 
 class SchemaTranslationError(ValueError):
@@ -169,11 +175,10 @@ def render_service_identity_crd() -> JsonObj:
                 'description': 'Kind is a string value representing the REST resource this '
                 'object represents.',
             },
-            'metadata': {'type': 'object', 'description': 'Standard object metadata.'},
+            'metadata': _METADATA,
             'spec': spec,
             'status': status,
         },
-        'x-kubernetes-validations': _ROOT_VALIDATIONS,
     }
     return {
         'apiVersion': 'apiextensions.k8s.io/v1',

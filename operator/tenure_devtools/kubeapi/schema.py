@@ -724,11 +724,29 @@ class _OpenAPIWalker:
         _, additional = _additional(schema)
         for key, item in value.items():
             if is_root and key == 'metadata':
-                continue  # ObjectMeta is validated by the server, not by the CRD schema
+                # The rest of ObjectMeta is validated by the server itself, but a CRD may
+                # restrict metadata.name and metadata.generateName (kubernetes/kubernetes#77653)
+                # and the custom resource validator enforces those against the whole object.
+                self._root_metadata(schema, properties.get(key), item, path, old.key(key))
+                continue
             if key in properties:
                 self.node(_sub(properties[key]), item, _child(path, key), old.key(key))
             elif additional is not None:
                 self.node(additional, item, _child(path, key), old.key(key))
+
+    def _root_metadata(
+        self, schema: Schema, metadata_schema: Any, value: Any, path: str, old: _Old
+    ) -> None:
+        """Validate only metadata.name and metadata.generateName against the CRD schema."""
+        restricted = _properties(_sub(metadata_schema))
+        if not isinstance(value, dict):
+            return
+        base = _child(path, 'metadata')
+        for field in ('name', 'generateName'):
+            if field in restricted and field in value:
+                self.node(
+                    _sub(restricted[field]), value[field], _child(base, field), old.key(field)
+                )
 
     def _junctors(self, schema: Schema, value: Any, path: str, ratchet: bool) -> None:
         # allOf/anyOf/oneOf/not are not ratcheted (KEP-4008); their errors are not *Validation
