@@ -179,7 +179,7 @@ def test_exists_and_does_not_exist_are_complements(labels: dict[str, str], key: 
         ),
     ],
 )
-def test_label_selector_object_selects_like_labelselectorassselector(
+def test_label_selector_object_selects_like_labelselectorasselector(
     selector: dict[str, Any] | None, selected: bool
 ) -> None:
     """Labels concept page, "Resources that support set-based requirements", and metav1
