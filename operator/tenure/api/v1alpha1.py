@@ -215,6 +215,25 @@ class VaultAccess(ApiModel):
     """A credential generated for this identity at KV v2 path tenure/<namespace>/<name>."""
 
 
+class Scope(ApiModel):
+    """The access an approval grants: RBAC, ClusterRole bindings, Vault paths, secret keys."""
+
+    rules: Annotated[list[PolicyRule], Field(max_length=32)] = []
+    """RBAC rules of the Role."""
+    cluster_roles: Annotated[
+        StringSet[Annotated[str, Field(max_length=253)]],
+        Field(max_length=16),
+    ] = []
+    """ClusterRoles bound in the namespace."""
+    vault_policy: Annotated[list[VaultPathRule], Field(max_length=32)] = []
+    """Vault ACL paths."""
+    secret_keys: Annotated[
+        StringSet[Annotated[str, Field(max_length=253)]],
+        Field(max_length=32),
+    ] = []
+    """Keys of the generated secret."""
+
+
 class ServiceIdentitySpec(ApiModel):
     """An approved request for one non-human identity: who owns it, why, what it may do and
     until when."""
@@ -334,6 +353,17 @@ class ApprovalRecord(ApiModel):
     """Approval time at provisioning time."""
 
 
+class OwnerRecord(ApiModel):
+    """An owner the identity had before, and until when."""
+
+    team: Annotated[str, Field(max_length=63)]
+    """The previous owning team."""
+    contact: Annotated[str, Field(max_length=254)]
+    """The previous team contact."""
+    until: Timestamp
+    """When ownership passed on."""
+
+
 class ProofCheck(ApiModel):
     """One check that a revoked object is gone."""
 
@@ -376,6 +406,14 @@ class ServiceIdentityStatus(ApiModel):
     """The Vault objects provisioned."""
     approval: ApprovalRecord | None = None
     """The approval the identity was last provisioned under."""
+    applied_scope: Scope | None = None
+    """The access in force. A wider spec waits for a new approval; a narrower one applies."""
+    owner: Owner | None = None
+    """The owner in force (labels, annotations and Vault metadata carry it)."""
+    owner_history: Annotated[list[OwnerRecord], Field(max_length=32)] = []
+    """Previous owners, oldest first (the most recent 32)."""
+    closure_handled_at: Timestamp | None = None
+    """When the ticket's closure was acted on (onClose: Rotate rotates once per closure)."""
     expires_at: Timestamp | None = None
     """The expiry in force (an extension needs a new approval)."""
     revocation: RevocationStatus | None = None

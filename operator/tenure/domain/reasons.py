@@ -1,0 +1,36 @@
+"""Every reason Tenure reports, in one place: condition reasons and event reasons share them."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ConditionType(StrEnum):
+    READY = 'Ready'
+    """The identity is usable (Active and converged), or not and why."""
+    VALID = 'Valid'
+    """The spec is acceptable as it stands (schema, approval, scope changes)."""
+    PROVISIONED = 'Provisioned'
+    """The Kubernetes and Vault objects exist as desired."""
+
+
+class Reason(StrEnum):
+    # Valid
+    SPEC_VALID = 'SpecValid'
+    INVALID_SPEC = 'InvalidSpec'
+    NOT_APPROVED = 'NotApproved'
+    SCOPE_CHANGE_NOT_APPROVED = 'ScopeChangeNotApproved'
+    EXTENSION_NOT_APPROVED = 'ExtensionNotApproved'
+    REVOKED_IS_TERMINAL = 'RevokedIsTerminal'
+    # Provisioned / Ready
+    PROVISIONED = 'Provisioned'
+    PROVISIONING_FAILED = 'ProvisioningFailed'
+    AWAITING_APPROVAL = 'AwaitingApproval'
+    ACTIVE = 'Active'
+    DENIED = 'Denied'
+    REVOKING = 'Revoking'
+    REVOCATION_FAILED = 'RevocationFailed'
+    REVOKED = 'Revoked'
+    # Events only
+    OWNER_CHANGED = 'OwnerChanged'
+    SECRET_ROTATED = 'SecretRotated'
