@@ -321,12 +321,16 @@ class OpenBaoDevServer:
           (`kubernetes.io/serviceaccount/{namespace,service-account.name,service-account.uid}`)
           and must match the role's bound_service_account_names / _namespaces.
         - TokenReview: `POST <host>/apis/authentication.k8s.io/v1/tokenreviews` with
-          `Content-Type: application/json`, `Accept: application/json`, `Authorization: Bearer
-          <token_reviewer_jwt>` or, when none is configured, `Bearer <the login JWT itself>`
-          (so the API must let a ServiceAccount token review itself), and the body (no `kind`
-          nor `apiVersion`): `{"metadata":{},"spec":{"token":"<login JWT>","audiences":[<the
+          `Content-Type: application/json`, `Accept: application/json` and the body (no `kind`
+          nor `apiVersion`) `{"metadata":{},"spec":{"token":"<login JWT>","audiences":[<the
           JWT's aud, or the role's audience>]},"status":{"user":{}}}`; `audiences` is left out
           when the JWT has no `aud` and the role no `audience`.
+        - The bearer is `token_reviewer_jwt` or, when none is configured, the login JWT itself.
+          A real API server authenticates and authorises that request like any other: without
+          a reviewer JWT each workload's ServiceAccount needs `create tokenreviews` (ClusterRole
+          `system:auth-delegator`) or every login is a 403 (HashiCorp KB 17058982377747), and a
+          deleted ServiceAccount's JWT gets HTTP 401 before any review. The emulator does not
+          authenticate API requests, so tests pass a reviewer's JWT, as production setups do.
         - The answer must be 2xx (201 is fine) and not a `Status` whose status is not Success
           (a 401 reads as "service account deleted or recreated"); `status.authenticated` must
           be true, `status.error` empty, `status.audiences` must share one value with the

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tenure_devtools.openbao import OpenBaoDevServer, running_openbao  # noqa: TID251
+from tenure_devtools.openbao import OpenBaoDevServer, running_openbao
 
 
 @pytest.fixture(scope='session')

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import hvac.exceptions
 import pytest
+from kubernetes import client as k8s
 
-from tenure_devtools.openbao import (  # noqa: TID251
+from tenure_devtools.kubeapi import running_emulator
+from tenure_devtools.openbao import (
     DEV_KV_MOUNT,
     OpenBaoDevServer,
     OpenBaoError,
@@ -134,6 +136,140 @@ def test_a_sealed_server_refuses_requests_until_unsealed() -> None:
             'before-outage', raise_on_deleted_version=True
         )
         assert read['data']['data'] == {'k': 'v'}, 'in-memory storage survives a seal'
+
+
+# -- kubernetes auth configuration --------------------------------------------------------------
+
+
+def test_kubernetes_auth_configuration_can_be_applied_twice(openbao: OpenBaoDevServer) -> None:
+    """Enabling is idempotent; the second call wins, and no pod files are ever consulted."""
+    openbao.configure_kubernetes_auth(kubernetes_host='http://127.0.0.1:1', mount='k8s-twice')
+    openbao.configure_kubernetes_auth(
+        kubernetes_host='http://127.0.0.1:2',
+        mount='k8s-twice',
+        token_reviewer_jwt='reviewer.jwt.value',
+        issuer='https://kubernetes.default.svc',
+    )
+
+    config = openbao.client().read('auth/k8s-twice/config')['data']
+    assert config['kubernetes_host'] == 'http://127.0.0.1:2'
+    assert config['disable_local_ca_jwt'] is True
+    assert config['token_reviewer_jwt_set'] is True
+    assert config['issuer'] == 'https://kubernetes.default.svc'
+    assert config['disable_iss_validation'] is False, 'an issuer given is an issuer checked'
+    assert config['kubernetes_ca_cert'].startswith('-----BEGIN CERTIFICATE-----')
+
+
+def test_kubernetes_auth_refuses_a_mount_of_another_type(openbao: OpenBaoDevServer) -> None:
+    openbao.client().sys.enable_auth_method(method_type='approle', path='not-kubernetes')
+
+    with pytest.raises(OpenBaoError, match="'approle' auth method, not kubernetes"):
+        openbao.configure_kubernetes_auth(
+            kubernetes_host='http://127.0.0.1:1', mount='not-kubernetes'
+        )
+
+
+def _create_service_account(core: k8s.CoreV1Api, namespace: str, name: str) -> str:
+    """Create the namespace (if new) and the ServiceAccount; return the ServiceAccount's uid."""
+    namespaces = {ns.metadata.name for ns in core.list_namespace().items}
+    if namespace not in namespaces:
+        core.create_namespace(k8s.V1Namespace(metadata=k8s.V1ObjectMeta(name=namespace)))
+    body = k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name=name))
+    uid: str = core.create_namespaced_service_account(namespace, body).metadata.uid
+    return uid
+
+
+def _request_token(core: k8s.CoreV1Api, namespace: str, name: str, audiences: list[str]) -> str:
+    spec = k8s.V1TokenRequestSpec(audiences=audiences, expiration_seconds=600)
+    body = k8s.AuthenticationV1TokenRequest(spec=spec)
+    token: str = core.create_namespaced_service_account_token(name, namespace, body).status.token
+    return token
+
+
+def test_a_service_account_logs_in_until_it_is_deleted(openbao: OpenBaoDevServer) -> None:
+    """Kubernetes auth end to end: TokenRequest -> login -> scoped access -> SA gone -> refused.
+
+    Set up as production Vault/OpenBao is: a reviewer ServiceAccount bound to the built-in
+    `system:auth-delegator` ClusterRole supplies `token_reviewer_jwt`, and OpenBao asks the
+    emulator's TokenReview API about each login JWT, exactly as it asks a cluster (see
+    `OpenBaoDevServer.configure_kubernetes_auth` for what it sends and expects).
+    https://openbao.org/docs/auth/kubernetes/#configuring-kubernetes
+    """
+    namespace, name, mount = 'team-a', 'payments', 'k8s-login-e2e'
+    role = policy = f'tenure-{namespace}-{name}'
+    root = openbao.client()
+    root.secrets.kv.v2.create_or_update_secret(f'tenure/{namespace}/{name}', secret={'k': 'v'})
+    root.secrets.kv.v2.create_or_update_secret(f'tenure/{namespace}/other', secret={'k': 'x'})
+    root.sys.create_or_update_acl_policy(
+        name=policy,
+        policy=f'path "secret/data/tenure/{namespace}/{name}" {{ capabilities = ["read"] }}',
+    )
+
+    with (
+        running_emulator(crd_paths=[]) as emu,
+        k8s.ApiClient(k8s.Configuration(host=emu.url)) as api,
+    ):
+        core = k8s.CoreV1Api(api)
+        _create_service_account(core, 'openbao', 'token-reviewer')
+        k8s.RbacAuthorizationV1Api(api).create_cluster_role_binding(
+            k8s.V1ClusterRoleBinding(
+                metadata=k8s.V1ObjectMeta(name='openbao-token-reviewer'),
+                role_ref=k8s.V1RoleRef(
+                    api_group='rbac.authorization.k8s.io',
+                    kind='ClusterRole',
+                    name='system:auth-delegator',
+                ),
+                subjects=[
+                    k8s.RbacV1Subject(
+                        kind='ServiceAccount', name='token-reviewer', namespace='openbao'
+                    )
+                ],
+            )
+        )
+        # A reviewer token for the API server's own audience, as a pod's projected token is.
+        reviewer_jwt = _request_token(core, 'openbao', 'token-reviewer', audiences=[])
+        uid = _create_service_account(core, namespace, name)
+        # `vault` is the audience OpenBao's docs bind roles to, so that a token minted for
+        # another consumer cannot be replayed here.
+        jwt = _request_token(core, namespace, name, audiences=['vault'])
+
+        openbao.configure_kubernetes_auth(
+            kubernetes_host=emu.url, mount=mount, token_reviewer_jwt=reviewer_jwt
+        )
+        root.auth.kubernetes.create_role(
+            name=role,
+            bound_service_account_names=[name],
+            bound_service_account_namespaces=[namespace],
+            policies=[policy],
+            audience='vault',
+            ttl='10m',
+            mount_point=mount,
+        )
+
+        workload = openbao.client(token='')
+        login = workload.auth.kubernetes.login(role, jwt, mount_point=mount)['auth']
+        assert login['metadata']['service_account_name'] == name
+        assert login['metadata']['service_account_namespace'] == namespace
+        assert login['metadata']['service_account_uid'] == uid
+        assert policy in login['policies']
+        secret = workload.secrets.kv.v2.read_secret_version(
+            f'tenure/{namespace}/{name}', raise_on_deleted_version=True
+        )
+        assert secret['data']['data'] == {'k': 'v'}
+        with pytest.raises(hvac.exceptions.Forbidden):
+            workload.secrets.kv.v2.read_secret_version(
+                f'tenure/{namespace}/other', raise_on_deleted_version=True
+            )
+
+        core.delete_namespaced_service_account(name, namespace)
+
+        with pytest.raises(hvac.exceptions.Forbidden, match='permission denied'):
+            openbao.client(token='').auth.kubernetes.login(role, jwt, mount_point=mount)
+        # What Tenure must do itself: OpenBao does not revoke the tokens it already issued when
+        # the ServiceAccount behind them goes away (revocation has to be explicit).
+        assert workload.secrets.kv.v2.read_secret_version(
+            f'tenure/{namespace}/{name}', raise_on_deleted_version=True
+        )
 
 
 # -- nothing is left behind --------------------------------------------------------------------
