@@ -123,6 +123,27 @@ def _message(error: Any) -> str:
     return message
 
 
+def validation_problems(
+    error: ValidationError, prefix: Sequence[str | int] = ()
+) -> list[tuple[list[str | int], str, str]]:
+    """(field path, message, rule) for each error of a pydantic ValidationError."""
+    problems = []
+    for item in error.errors():
+        loc = [*prefix, *item['loc']]
+        rule = item['type']
+        if rule in CROSS_FIELD_PATHS:
+            loc.append(CROSS_FIELD_PATHS[rule])
+        problems.append((loc, _message(item), rule))
+    return problems
+
+
+def describe_spec_error(error: ValidationError) -> str:
+    """One line for a status condition: `spec.a.b: message; spec.c: message`."""
+    return '; '.join(
+        f'{_format_loc(loc)}: {message}' for loc, message, _ in validation_problems(error, ['spec'])
+    )
+
+
 def validate_object(obj: Any) -> list[tuple[list[str | int], str, str]]:
     """Validate one decoded object; return (field path, message, rule) for each problem."""
     if not isinstance(obj, dict):
@@ -139,14 +160,7 @@ def validate_object(obj: Any) -> list[tuple[list[str | int], str, str]]:
     try:
         ServiceIdentity.model_validate(obj)
     except ValidationError as e:
-        problems = []
-        for error in e.errors():
-            loc = list(error['loc'])
-            rule = error['type']
-            if rule in CROSS_FIELD_PATHS:
-                loc.append(CROSS_FIELD_PATHS[rule])
-            problems.append((loc, _message(error), rule))
-        return problems
+        return validation_problems(e)
     return []
 
 

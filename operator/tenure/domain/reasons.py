@@ -18,6 +18,7 @@ class Reason(StrEnum):
     # Valid
     SPEC_VALID = 'SpecValid'
     INVALID_SPEC = 'InvalidSpec'
+    NAME_CONFLICT = 'NameConflict'
     NOT_APPROVED = 'NotApproved'
     SCOPE_CHANGE_NOT_APPROVED = 'ScopeChangeNotApproved'
     EXTENSION_NOT_APPROVED = 'ExtensionNotApproved'

@@ -1,0 +1,580 @@
+"""One reconcile of one ServiceIdentity: gather -> decide -> apply -> status and events.
+
+Knows nothing of kopf: the handlers and the deadline scheduler both call `Reconciler.reconcile`
+with the object as the API returned it. Decisions come from `tenure.domain` (pure); the world is
+reached through the ports (`tenure.ports`), implemented by `tenure.adapters`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from tenure.api.v1alpha1 import (
+    ConditionStatus,
+    OwnerRecord,
+    Phase,
+    RevocationStatus,
+    ServiceIdentitySpec,
+    ServiceIdentityStatus,
+    VaultStatus,
+)
+from tenure.domain.conditions import find_condition, set_condition
+from tenure.domain.desired import (
+    DEFAULT_MAX_TOKEN_TTL,
+    Identity,
+    kubernetes_objects,
+    plan_token_ttl,
+    secret_metadata,
+    vault_policy,
+    vault_role,
+)
+from tenure.domain.lifecycle import (
+    Converge,
+    Decision,
+    Deny,
+    Hold,
+    Keep,
+    Observed,
+    Revoke,
+    Wait,
+    decide,
+    effective_expiry,
+)
+from tenure.domain.names import DEFAULT_AUTH_MOUNT, DEFAULT_KV_MOUNT, IdentityNames
+from tenure.domain.reasons import ConditionType, Reason
+from tenure.errors import NameConflict, PermanentError, TransientError
+from tenure.manifests import describe_spec_error
+from tenure.ports import KubernetesPort, VaultPort
+
+log = logging.getLogger(__name__)
+
+OWNER_HISTORY_LIMIT = 32
+GONE = 'Gone'
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    kv_mount: str = DEFAULT_KV_MOUNT
+    auth_mount: str = DEFAULT_AUTH_MOUNT
+    max_token_ttl: timedelta = DEFAULT_MAX_TOKEN_TTL
+
+
+@dataclasses.dataclass(frozen=True)
+class Note:
+    """An Event to record about the ServiceIdentity."""
+
+    warning: bool
+    reason: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    status: ServiceIdentityStatus
+    decision: Decision
+    events: tuple[Note, ...] = ()
+    next_deadline: datetime | None = None
+    """When to reconcile again even if nothing changes (expiry, token TTL refresh)."""
+
+    @property
+    def finished(self) -> bool:
+        """Nothing is left to do: revoked and verified (a deleted object may go)."""
+        revocation = self.status.revocation
+        return revocation is not None and revocation.verified
+
+
+class ReconcileFailed(Exception):
+    """The reconcile wrote its status and failed; `cause` says whether to retry."""
+
+    def __init__(self, outcome: Outcome, cause: TransientError | PermanentError) -> None:
+        super().__init__(str(cause))
+        self.outcome = outcome
+        self.cause = cause
+
+
+@dataclasses.dataclass(frozen=True)
+class _Object:
+    names: IdentityNames
+    uid: str
+    generation: int
+    observed: Observed
+    status_json: dict[str, Any]
+
+
+def merge_patch_between(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The RFC 7386 merge patch that turns `old` into `new` (empty when they are equal)."""
+    patch: dict[str, Any] = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        previous = old.get(key)
+        if isinstance(value, Mapping) and isinstance(previous, Mapping):
+            nested = merge_patch_between(previous, value)
+            if nested:
+                patch[key] = nested
+        elif previous != value or key not in old:
+            patch[key] = value
+    return patch
+
+
+def status_json(status: ServiceIdentityStatus) -> dict[str, Any]:
+    return status.model_dump(mode='json', by_alias=True, exclude_none=True)
+
+
+class Reconciler:
+    """Turns a ServiceIdentity into Kubernetes and Vault state, or revokes it, with proof."""
+
+    def __init__(
+        self,
+        kube: KubernetesPort,
+        vault: VaultPort,
+        *,
+        clock: Callable[[], datetime],
+        settings: Settings | None = None,
+    ) -> None:
+        self.kube = kube
+        self.vault = vault
+        self.clock = clock
+        self.settings = settings or Settings()
+
+    # -- gather ----------------------------------------------------------------------------
+
+    def _read(self, body: Mapping[str, Any]) -> _Object:
+        meta = body.get('metadata') or {}
+        names = IdentityNames(
+            namespace=meta['namespace'],
+            name=meta['name'],
+            kv_mount=self.settings.kv_mount,
+            auth_mount=self.settings.auth_mount,
+        )
+        raw_status = dict(body.get('status') or {})
+        try:
+            status = ServiceIdentityStatus.model_validate(raw_status)
+        except ValidationError as e:
+            # The status is Tenure's own record; if it cannot be read, acting on a guess could
+            # forget a revocation in progress. Stop and say so.
+            raise PermanentError(
+                f'status of {names.namespace}/{names.name} is unreadable: {e}'
+            ) from e
+        spec: ServiceIdentitySpec | None
+        try:
+            spec = ServiceIdentitySpec.model_validate(body.get('spec') or {})
+            spec_error = None
+        except ValidationError as e:
+            spec, spec_error = None, describe_spec_error(e)
+        observed = Observed(
+            spec=spec,
+            spec_error=spec_error,
+            status=status,
+            annotations=dict(meta.get('annotations') or {}),
+            generation=int(meta.get('generation') or 0),
+            deleting=bool(meta.get('deletionTimestamp')),
+        )
+        return _Object(names, meta.get('uid', ''), observed.generation, observed, raw_status)
+
+    # -- the reconcile ---------------------------------------------------------------------
+
+    def reconcile(self, body: Mapping[str, Any]) -> Outcome:
+        """Reconcile one ServiceIdentity. Raises ReconcileFailed after writing status on failure."""
+        obj = self._read(body)
+        now = self.clock()
+        decision = decide(obj.observed, now)
+        try:
+            outcome = self._act(obj, decision, now)
+        except (TransientError, PermanentError) as e:
+            outcome = self._failed(obj, decision, now, e)
+            self._write(obj, outcome)
+            raise ReconcileFailed(outcome, e) from e
+        self._write(obj, outcome)
+        return outcome
+
+    def _act(self, obj: _Object, decision: Decision, now: datetime) -> Outcome:
+        match decision:
+            case Wait():
+                return self._wait(obj, decision, now)
+            case Deny():
+                return self._deny(obj, decision, now)
+            case Hold():
+                return self._hold(obj, decision, now)
+            case Converge():
+                return self._converge(obj, decision, now)
+            case Revoke():
+                return self._revoke(obj, decision, now)
+            case Keep():
+                return self._keep(obj, decision, now)
+
+    def _write(self, obj: _Object, outcome: Outcome) -> None:
+        patch = merge_patch_between(obj.status_json, status_json(outcome.status))
+        if patch:
+            self.kube.patch_status(obj.names, patch)
+        for note in outcome.events:
+            self.kube.post_event(
+                obj.names, obj.uid, warning=note.warning, reason=note.reason, message=note.message
+            )
+
+    # -- status helpers ----------------------------------------------------------------------
+
+    def _conditions(
+        self,
+        obj: _Object,
+        now: datetime,
+        *updates: tuple[ConditionType, bool, str, str],
+    ) -> list[Any]:
+        conditions = list(obj.observed.status.conditions)
+        for type_, ok, reason, message in updates:
+            conditions = set_condition(
+                conditions,
+                type=type_,
+                status=ConditionStatus.TRUE if ok else ConditionStatus.FALSE,
+                reason=reason,
+                message=message,
+                generation=obj.generation,
+                now=now,
+            )
+        return conditions
+
+    @staticmethod
+    def _phase_event(
+        obj: _Object, phase: Phase, warning: bool, reason: str, message: str
+    ) -> tuple[Note, ...]:
+        """An event when the phase changes (events are sparse: transitions only)."""
+        if obj.observed.status.phase is phase:
+            return ()
+        return (Note(warning, reason, message),)
+
+    # -- Wait / Deny / Hold / Keep ------------------------------------------------------------
+
+    def _wait(self, obj: _Object, decision: Wait, now: datetime) -> Outcome:
+        status = obj.observed.status.model_copy(
+            update={
+                'phase': Phase.PENDING,
+                'observed_generation': obj.generation,
+                'conditions': self._conditions(
+                    obj,
+                    now,
+                    (ConditionType.VALID, True, Reason.SPEC_VALID, 'the spec is valid'),
+                    (ConditionType.PROVISIONED, False, Reason.AWAITING_APPROVAL, decision.message),
+                    (ConditionType.READY, False, Reason.AWAITING_APPROVAL, decision.message),
+                ),
+            }
+        )
+        spec = obj.observed.spec
+        return Outcome(
+            status,
+            decision,
+            self._phase_event(
+                obj, Phase.PENDING, False, Reason.AWAITING_APPROVAL, decision.message
+            ),
+            next_deadline=spec.expires_at if spec else None,
+        )
+
+    def _deny(self, obj: _Object, decision: Deny, now: datetime) -> Outcome:
+        status = obj.observed.status.model_copy(
+            update={
+                'phase': Phase.DENIED,
+                'observed_generation': obj.generation,
+                'conditions': self._conditions(
+                    obj,
+                    now,
+                    (ConditionType.VALID, False, decision.reason, decision.message),
+                    (ConditionType.PROVISIONED, False, Reason.DENIED, 'nothing is provisioned'),
+                    (ConditionType.READY, False, Reason.DENIED, decision.message),
+                ),
+            }
+        )
+        events = self._phase_event(obj, Phase.DENIED, True, decision.reason, decision.message)
+        return Outcome(status, decision, events)
+
+    def _hold(self, obj: _Object, decision: Hold, now: datetime) -> Outcome:
+        status = obj.observed.status.model_copy(
+            update={
+                'observed_generation': obj.generation,
+                'conditions': self._conditions(
+                    obj, now, (ConditionType.VALID, False, decision.reason, decision.message)
+                ),
+            }
+        )
+        events = self._valid_event(obj, decision.reason, decision.message)
+        return Outcome(status, decision, events, next_deadline=obj.observed.status.expires_at)
+
+    def _keep(self, obj: _Object, decision: Keep, now: datetime) -> Outcome:
+        status = obj.observed.status
+        if status.observed_generation != obj.generation:
+            status = status.model_copy(
+                update={
+                    'observed_generation': obj.generation,
+                    'conditions': self._conditions(
+                        obj,
+                        now,
+                        (ConditionType.VALID, False, Reason.REVOKED_IS_TERMINAL, decision.message),
+                    ),
+                }
+            )
+        return Outcome(status, decision)
+
+    @staticmethod
+    def _valid_event(obj: _Object, reason: str, message: str) -> tuple[Note, ...]:
+        previous = find_condition(obj.observed.status.conditions, ConditionType.VALID)
+        if previous is not None and previous.reason == reason:
+            return ()
+        return (Note(True, reason, message),)
+
+    # -- Converge -------------------------------------------------------------------------
+
+    def _converge(self, obj: _Object, decision: Converge, now: datetime) -> Outcome:
+        names, previous = obj.names, obj.observed.status
+        identity = Identity(
+            names=names,
+            uid=obj.uid,
+            ticket_id=decision.approval.ticket_id,
+            owner=decision.owner,
+            scope=decision.scope,
+            expires_at=decision.expires_at,
+        )
+        events: list[Note] = []
+
+        changed = self.kube.apply(names, kubernetes_objects(identity))
+        self.vault.ensure_policy(names.vault_policy, vault_policy(identity))
+        ttl = plan_token_ttl(
+            now,
+            decision.expires_at,
+            self.vault.role_token_ttl(names.vault_role),
+            self.settings.max_token_ttl,
+        )
+        role = vault_role(identity, ttl.ttl_seconds)
+        self.vault.ensure_role(role)
+
+        if decision.revoke_issued_tokens:
+            revoked = self.vault.revoke_issued_tokens(
+                role=names.vault_role, namespace=names.namespace, service_account=names.name
+            )
+            log.info(
+                '%s/%s: revoked %d Vault tokens issued before', names.namespace, names.name, revoked
+            )
+
+        vault_status, rotated = self._converge_secret(identity, decision, previous, now)
+        if rotated:
+            events.append(
+                Note(
+                    False,
+                    Reason.SECRET_ROTATED,
+                    f'generated secret rotated to version {vault_status.secret_version}',
+                )
+            )
+        if decision.previous_owner is not None:
+            events.append(
+                Note(
+                    False,
+                    Reason.OWNER_CHANGED,
+                    f'owner changed from {decision.previous_owner.team} to {decision.owner.team}; '
+                    'secret rotated and previously issued Vault tokens revoked',
+                )
+            )
+        history = list(previous.owner_history)
+        if decision.previous_owner is not None:
+            history.append(
+                OwnerRecord(
+                    team=decision.previous_owner.team,
+                    contact=decision.previous_owner.contact,
+                    until=now,
+                )
+            )
+        verdict = decision.verdict
+        if not verdict.valid:
+            events.extend(self._valid_event(obj, verdict.reason, verdict.message))
+        summary = f'provisioned until {decision.expires_at:%Y-%m-%dT%H:%M:%SZ}'
+        if changed and previous.phase is Phase.ACTIVE:
+            log.info('%s/%s: converged %s', names.namespace, names.name, ', '.join(changed))
+        events.extend(self._phase_event(obj, Phase.ACTIVE, False, Reason.PROVISIONED, summary))
+        status = previous.model_copy(
+            update={
+                'phase': Phase.ACTIVE,
+                'observed_generation': obj.generation,
+                'service_account': names.service_account,
+                'vault': vault_status,
+                'approval': decision.approval,
+                'applied_scope': decision.scope,
+                'owner': decision.owner,
+                'owner_history': history[-OWNER_HISTORY_LIMIT:],
+                'expires_at': decision.expires_at,
+                'closure_handled_at': now
+                if decision.rotate_for_closure
+                else previous.closure_handled_at,
+                'conditions': self._conditions(
+                    obj,
+                    now,
+                    (ConditionType.VALID, verdict.valid, verdict.reason, verdict.message),
+                    (ConditionType.PROVISIONED, True, Reason.PROVISIONED, summary),
+                    (ConditionType.READY, True, Reason.ACTIVE, summary),
+                ),
+            }
+        )
+        return Outcome(
+            status,
+            decision,
+            tuple(events),
+            next_deadline=min(decision.expires_at, ttl.next_refresh),
+        )
+
+    def _converge_secret(
+        self, identity: Identity, decision: Converge, previous: ServiceIdentityStatus, now: datetime
+    ) -> tuple[VaultStatus, bool]:
+        names = identity.names
+        old = previous.vault or VaultStatus()
+        base = VaultStatus(policy=names.vault_policy, role=names.vault_role)
+        if not decision.scope.secret_keys:
+            if old.secret_path is not None:
+                self.vault.delete_secret(names.secret_path)
+            return base, False
+        metadata = secret_metadata(identity)
+        version = self.vault.secret_version(names.secret_path)
+        rotated = False
+        last_rotated = old.last_rotated_at
+        keys_changed = old.secret_path is not None and set(decision.scope.secret_keys) != set(
+            previous.applied_scope.secret_keys if previous.applied_scope else []
+        )
+        if version is None or decision.rotate_secret or keys_changed:
+            version = self.vault.write_secret(
+                names.secret_path, decision.scope.secret_keys, metadata
+            )
+            rotated = old.secret_version is not None
+            last_rotated = now
+        else:
+            self.vault.update_secret_metadata(names.secret_path, metadata)
+        return (
+            base.model_copy(
+                update={
+                    'secret_path': f'{names.kv_mount}/{names.secret_path}',
+                    'secret_version': version,
+                    'last_rotated_at': last_rotated,
+                }
+            ),
+            rotated,
+        )
+
+    # -- Revoke ---------------------------------------------------------------------------
+
+    def _revoke(self, obj: _Object, decision: Revoke, now: datetime) -> Outcome:
+        """Vault first (role, issued tokens, policy, secret), then Kubernetes; then verify."""
+        names, previous = obj.names, obj.observed.status
+        revocation = previous.revocation or RevocationStatus(
+            reason=decision.reason, requested_at=now
+        )
+        # The SA's uid names its Vault entity; read it before the SA goes.
+        sa_uid = self.kube.service_account_uid(names)
+        self.vault.delete_role(names.vault_role)
+        self.vault.revoke_issued_tokens(
+            role=names.vault_role, namespace=names.namespace, service_account=names.name
+        )
+        if sa_uid is not None:
+            self.vault.disable_entity(service_account_uid=sa_uid)
+        self.vault.delete_policy(names.vault_policy)
+        self.vault.delete_secret(names.secret_path)
+        self.kube.delete_all(names)
+
+        proof = self.vault.verify_gone(
+            role=names.vault_role,
+            policy=names.vault_policy,
+            secret_path=names.secret_path,
+            namespace=names.namespace,
+            service_account=names.name,
+        ) + self.kube.verify_gone(names)
+        remaining = [p for p in proof if p.result != GONE]
+        if remaining:
+            revocation = revocation.model_copy(update={'proof': proof, 'verified': False})
+            status = previous.model_copy(update={'revocation': revocation})
+            detail = '; '.join(f'{p.object}: {p.result}' for p in remaining)
+            raise _StillPresent(status, f'revocation not verified, still present: {detail}')
+        revocation = revocation.model_copy(
+            update={'proof': proof, 'verified': True, 'completed_at': self.clock()}
+        )
+        message = f'{decision.message}; access revoked and verified ({len(proof)} checks)'
+        status = previous.model_copy(
+            update={
+                'phase': Phase.REVOKED,
+                'observed_generation': obj.generation,
+                'revocation': revocation,
+                'conditions': self._conditions(
+                    obj,
+                    now,
+                    (ConditionType.PROVISIONED, False, Reason.REVOKED, 'nothing is provisioned'),
+                    (ConditionType.READY, False, Reason.REVOKED, message),
+                ),
+            }
+        )
+        return Outcome(status, decision, (Note(False, Reason.REVOKED, message),))
+
+    # -- failures ---------------------------------------------------------------------------
+
+    def _failed(
+        self,
+        obj: _Object,
+        decision: Decision,
+        now: datetime,
+        error: TransientError | PermanentError,
+    ) -> Outcome:
+        previous = obj.observed.status
+        message = str(error)
+        if isinstance(decision, Revoke):
+            base = error.status if isinstance(error, _StillPresent) else previous
+            revocation = base.revocation or RevocationStatus(
+                reason=decision.reason, requested_at=now
+            )
+            status = base.model_copy(
+                update={
+                    'revocation': revocation,
+                    'conditions': self._conditions(
+                        obj, now, (ConditionType.READY, False, Reason.REVOCATION_FAILED, message)
+                    ),
+                }
+            )
+            reason = Reason.REVOCATION_FAILED
+        elif isinstance(error, NameConflict) and previous.phase is not Phase.ACTIVE:
+            # Checked before anything is written: the identity is refused, nothing is created.
+            status = previous.model_copy(
+                update={
+                    'phase': Phase.DENIED,
+                    'observed_generation': obj.generation,
+                    'conditions': self._conditions(
+                        obj,
+                        now,
+                        (ConditionType.VALID, False, Reason.NAME_CONFLICT, message),
+                        (ConditionType.PROVISIONED, False, Reason.DENIED, 'nothing is provisioned'),
+                        (ConditionType.READY, False, Reason.DENIED, message),
+                    ),
+                }
+            )
+            reason = Reason.NAME_CONFLICT
+        else:
+            status = previous.model_copy(
+                update={
+                    'conditions': self._conditions(
+                        obj,
+                        now,
+                        (ConditionType.PROVISIONED, False, Reason.PROVISIONING_FAILED, message),
+                        (ConditionType.READY, False, Reason.PROVISIONING_FAILED, message),
+                    ),
+                }
+            )
+            reason = Reason.PROVISIONING_FAILED
+        ready = find_condition(previous.conditions, ConditionType.READY)
+        events = (
+            () if ready is not None and ready.reason == reason else (Note(True, reason, message),)
+        )
+        spec = obj.observed.spec
+        deadline = effective_expiry(previous, spec) if spec is not None else previous.expires_at
+        return Outcome(status, decision, events, next_deadline=deadline)
+
+
+class _StillPresent(TransientError):
+    """Revocation ran but verification found objects: retry, never report verified."""
+
+    def __init__(self, status: ServiceIdentityStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
