@@ -294,7 +294,10 @@ def validate_object_meta_update(
 
 
 def prune_object_meta(meta: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Drop unknown ObjectMeta fields (typed decoding does); return the dropped paths."""
-    kept = {k: v for k, v in meta.items() if k in OBJECT_META_FIELDS}
+    """Decode ObjectMeta as the typed struct does: unknown fields are dropped (their paths are
+    returned) and empty values vanish (every ObjectMeta field is `omitempty`)."""
+    kept = {
+        k: v for k, v in meta.items() if k in OBJECT_META_FIELDS and v not in (None, '', [], {})
+    }
     dropped = [f'metadata.{k}' for k in meta if k not in OBJECT_META_FIELDS]
     return kept, dropped

@@ -255,7 +255,7 @@ class Api:
         list_rv = snapshot_rv if snapshot_rv is not None else self.store.rv
         keyed = sorted(((_key(o), o) for o in items), key=lambda pair: pair[0])
         if start:
-            keyed = [(k, o) for k, o in keyed if k + '\x00' >= start]
+            keyed = [(k, o) for k, o in keyed if k >= start]
         selected: list[Obj] = []
         list_meta: dict[str, Any] = {'resourceVersion': str(list_rv)}
         for index, (key, obj) in enumerate(keyed):

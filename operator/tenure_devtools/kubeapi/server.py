@@ -165,6 +165,9 @@ class KubeApiEmulator:
 
     def _bootstrap(self) -> None:
         """Namespaces of a fresh cluster, and the CRDs given at start (established at once)."""
+        for rt in self.registry.all():
+            if rt.stored:
+                self.store.table(rt.table)  # their event logs start with the cluster
         namespaces = self.registry.get('', 'v1', 'namespaces')
         assert namespaces is not None
         for name in INITIAL_NAMESPACES:
