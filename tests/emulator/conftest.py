@@ -68,8 +68,14 @@ WIDGET_CRD: dict[str, Any] = {
                                 'type': 'object',
                                 'required': ['size', 'color'],
                                 'x-kubernetes-validations': [
-                                    {'rule': 'self.size <= 100', 'message': 'size must be at most 100'},
-                                    {'rule': 'self.color == oldSelf.color', 'message': 'color is immutable'},
+                                    {
+                                        'rule': 'self.size <= 100',
+                                        'message': 'size must be at most 100',
+                                    },
+                                    {
+                                        'rule': 'self.color == oldSelf.color',
+                                        'message': 'color is immutable',
+                                    },
                                 ],
                                 'properties': {
                                     'size': {'type': 'integer', 'minimum': 1},
@@ -103,7 +109,9 @@ def widget(name: str, *, size: int = 3, color: str = 'red', **meta: Any) -> dict
     }
 
 
-def eventually(check: Callable[[], T | None], *, timeout: float = 5.0, what: str = 'condition') -> T:
+def eventually(
+    check: Callable[[], T | None], *, timeout: float = 5.0, what: str = 'condition'
+) -> T:
     """Poll `check` until it returns something truthy (the emulator's controllers are async)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -176,7 +184,9 @@ def emulator() -> Iterator[KubeApiEmulator]:
 
 
 @pytest.fixture(scope='session')
-def api_client(emulator: KubeApiEmulator, tmp_path_factory: pytest.TempPathFactory) -> Iterator[client.ApiClient]:
+def api_client(
+    emulator: KubeApiEmulator, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[client.ApiClient]:
     kubeconfig = emulator.write_kubeconfig(tmp_path_factory.mktemp('kube') / 'config')
     api = config.new_client_from_config(str(kubeconfig))
     try:

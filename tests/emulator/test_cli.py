@@ -15,16 +15,31 @@ import yaml
 from .conftest import WIDGET_CRD
 
 
-@pytest.mark.parametrize('stop', [pytest.param(signal.SIGTERM, id='sigterm'), pytest.param(signal.SIGINT, id='sigint')])
-def test_the_command_serves_crds_from_files_and_stops_on_signals(tmp_path: Path, stop: signal.Signals) -> None:
+@pytest.mark.parametrize(
+    'stop', [pytest.param(signal.SIGTERM, id='sigterm'), pytest.param(signal.SIGINT, id='sigint')]
+)
+def test_the_command_serves_crds_from_files_and_stops_on_signals(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
     """One line announces the URL; CRDs from --crds are served at once; a signal ends it cleanly."""
     crds = tmp_path / 'crds'
     crds.mkdir()
     (crds / 'widgets.yaml').write_text(yaml.safe_dump(WIDGET_CRD))
     kubeconfig = tmp_path / 'kubeconfig'
     process = subprocess.Popen(
-        [sys.executable, '-m', 'tenure_devtools.kubeapi', '--host', '127.0.0.1', '--port', '0',
-         '--crds', str(crds), '--kubeconfig', str(kubeconfig)],
+        [
+            sys.executable,
+            '-m',
+            'tenure_devtools.kubeapi',
+            '--host',
+            '127.0.0.1',
+            '--port',
+            '0',
+            '--crds',
+            str(crds),
+            '--kubeconfig',
+            str(kubeconfig),
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

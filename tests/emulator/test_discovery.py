@@ -14,7 +14,9 @@ def _by_name(resource_list: dict[str, object]) -> dict[str, dict[str, object]]:
     return {r['name']: r for r in resource_list['resources']}  # type: ignore[index,attr-defined]
 
 
-def test_core_group_announces_builtins_with_their_verbs_and_short_names(emulator: KubeApiEmulator) -> None:
+def test_core_group_announces_builtins_with_their_verbs_and_short_names(
+    emulator: KubeApiEmulator,
+) -> None:
     """https://kubernetes.io/docs/reference/using-api/api-concepts/#discovery-api:
     `/api` lists the core versions, `/api/v1` is an APIResourceList with subresource entries."""
     versions = http(emulator, 'GET', '/api').body
@@ -31,7 +33,16 @@ def test_core_group_announces_builtins_with_their_verbs_and_short_names(emulator
         'singularName': 'serviceaccount',
         'namespaced': True,
         'kind': 'ServiceAccount',
-        'verbs': ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'],
+        'verbs': [
+            'create',
+            'delete',
+            'deletecollection',
+            'get',
+            'list',
+            'patch',
+            'update',
+            'watch',
+        ],
         'shortNames': ['sa'],
     }
     token = resources['serviceaccounts/token']
@@ -50,14 +61,24 @@ def test_core_group_announces_builtins_with_their_verbs_and_short_names(emulator
 @pytest.mark.parametrize(
     ('group', 'resources'),
     [
-        pytest.param('rbac.authorization.k8s.io', {'roles', 'rolebindings', 'clusterroles', 'clusterrolebindings'}, id='rbac'),
+        pytest.param(
+            'rbac.authorization.k8s.io',
+            {'roles', 'rolebindings', 'clusterroles', 'clusterrolebindings'},
+            id='rbac',
+        ),
         pytest.param('authentication.k8s.io', {'tokenreviews'}, id='authentication'),
         pytest.param('coordination.k8s.io', {'leases'}, id='coordination'),
         pytest.param('events.k8s.io', {'events'}, id='events'),
-        pytest.param('apiextensions.k8s.io', {'customresourcedefinitions', 'customresourcedefinitions/status'}, id='apiextensions'),
+        pytest.param(
+            'apiextensions.k8s.io',
+            {'customresourcedefinitions', 'customresourcedefinitions/status'},
+            id='apiextensions',
+        ),
     ],
 )
-def test_named_groups_are_discoverable(emulator: KubeApiEmulator, group: str, resources: set[str]) -> None:
+def test_named_groups_are_discoverable(
+    emulator: KubeApiEmulator, group: str, resources: set[str]
+) -> None:
     """https://kubernetes.io/docs/reference/using-api/api-concepts/#discovery-api:
     `/apis` (APIGroupList), `/apis/<group>` (APIGroup) and `/apis/<group>/<version>`."""
     groups = {g['name']: g for g in http(emulator, 'GET', '/apis').body['groups']}
@@ -102,7 +123,9 @@ def test_a_created_crd_becomes_established_and_discoverable(
     assert resources['widgets/status']['verbs'] == ['get', 'patch', 'update']
 
 
-def test_the_dynamic_client_finds_resources_through_discovery(api_client: client.ApiClient, widgets: str) -> None:
+def test_the_dynamic_client_finds_resources_through_discovery(
+    api_client: client.ApiClient, widgets: str
+) -> None:
     """The official client's discovery (kubernetes.dynamic) resolves built-ins and CRDs."""
     found = dynamic.DynamicClient(api_client)
     widget_type = found.resources.get(api_version='example.com/v1', kind='Widget')
@@ -131,7 +154,9 @@ def test_version_and_health_endpoints_answer(emulator: KubeApiEmulator) -> None:
         pytest.param('/api/v1/nothings', id='unknown-resource'),
     ],
 )
-def test_unknown_api_paths_answer_a_404_status(emulator: KubeApiEmulator, widgets: str, path: str) -> None:
+def test_unknown_api_paths_answer_a_404_status(
+    emulator: KubeApiEmulator, widgets: str, path: str
+) -> None:
     """Unknown resources are 404 NotFound `Status` objects
     (https://kubernetes.io/docs/reference/using-api/api-concepts/#status-object)."""
     answer = http(emulator, 'GET', path)

@@ -36,7 +36,9 @@ def labelled(emulator: KubeApiEmulator, namespace: str) -> str:
         pytest.param('!app', ['gold-2', 'plain'], id='does-not-exist'),
     ],
 )
-def test_label_selectors_filter_lists(emulator: KubeApiEmulator, labelled: str, selector: str, expected: list[str]) -> None:
+def test_label_selectors_filter_lists(
+    emulator: KubeApiEmulator, labelled: str, selector: str, expected: list[str]
+) -> None:
     """https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors"""
     from urllib.parse import quote
 
@@ -52,7 +54,9 @@ def test_label_selectors_filter_lists(emulator: KubeApiEmulator, labelled: str, 
         pytest.param('type!=Opaque,metadata.name!=plain', ['gold-2'], id='combined'),
     ],
 )
-def test_field_selectors_filter_lists(emulator: KubeApiEmulator, labelled: str, selector: str, expected: list[str]) -> None:
+def test_field_selectors_filter_lists(
+    emulator: KubeApiEmulator, labelled: str, selector: str, expected: list[str]
+) -> None:
     """https://kubernetes.io/docs/concepts/overview/working-with-objects/field-selectors/
     (Secrets also support `type`)."""
     from urllib.parse import quote
@@ -64,15 +68,20 @@ def test_field_selectors_filter_lists(emulator: KubeApiEmulator, labelled: str, 
 @pytest.mark.parametrize(
     ('path', 'message'),
     [
-        pytest.param('/api/v1/secrets', 'field label not supported: spec.owner', id='core-resource'),
+        pytest.param(
+            '/api/v1/secrets', 'field label not supported: spec.owner', id='core-resource'
+        ),
         pytest.param(
             '/apis/rbac.authorization.k8s.io/v1/roles',
-            '"spec.owner" is not a known field selector: only "metadata.name", "metadata.namespace"',
+            '"spec.owner" is not a known field selector: only "metadata.name", '
+            '"metadata.namespace"',
             id='named-group',
         ),
     ],
 )
-def test_unsupported_field_selectors_are_400(emulator: KubeApiEmulator, path: str, message: str) -> None:
+def test_unsupported_field_selectors_are_400(
+    emulator: KubeApiEmulator, path: str, message: str
+) -> None:
     """Using an unsupported field selector is an error (field-selectors "Supported fields")."""
     answer = http(emulator, 'GET', f'{path}?fieldSelector=spec.owner%3Dme')
     assert answer.status == 400
@@ -82,7 +91,9 @@ def test_unsupported_field_selectors_are_400(emulator: KubeApiEmulator, path: st
 
 def test_cluster_wide_lists_span_namespaces(core: client.CoreV1Api, namespace: str) -> None:
     """`/api/v1/secrets` lists every namespace's secrets."""
-    core.create_namespaced_secret(namespace, {'metadata': {'name': 'mine', 'labels': {'probe': namespace}}})
+    core.create_namespaced_secret(
+        namespace, {'metadata': {'name': 'mine', 'labels': {'probe': namespace}}}
+    )
     listing = core.list_secret_for_all_namespaces(label_selector=f'probe={namespace}')
     assert [(s.metadata.namespace, s.metadata.name) for s in listing.items] == [(namespace, 'mine')]
 
@@ -133,7 +144,9 @@ def test_a_continue_token_older_than_the_window_is_410() -> None:
 def test_exact_resource_version_lists_the_past(emulator: KubeApiEmulator, namespace: str) -> None:
     """resourceVersionMatch=Exact (https://kubernetes.io/docs/reference/using-api/api-concepts/#semantics-for-get-and-list)."""
     path = f'/api/v1/namespaces/{namespace}/configmaps'
-    rv = http(emulator, 'POST', path, {'metadata': {'name': 'old'}}).body['metadata']['resourceVersion']
+    rv = http(emulator, 'POST', path, {'metadata': {'name': 'old'}}).body['metadata'][
+        'resourceVersion'
+    ]
     http(emulator, 'POST', path, {'metadata': {'name': 'new'}})
     http(emulator, 'DELETE', path + '/old')
     past = http(emulator, 'GET', f'{path}?resourceVersion={rv}&resourceVersionMatch=Exact').body

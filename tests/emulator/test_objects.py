@@ -16,9 +16,17 @@ def test_created_objects_get_server_set_metadata(core: client.CoreV1Api, namespa
     """https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions and
     ObjectMeta: uid, creationTimestamp and resourceVersion are set by the server."""
     created = core.create_namespaced_config_map(
-        namespace, {'metadata': {'name': 'settings', 'uid': 'mine', 'creationTimestamp': '2001-01-01T00:00:00Z'}}
+        namespace,
+        {
+            'metadata': {
+                'name': 'settings',
+                'uid': 'mine',
+                'creationTimestamp': '2001-01-01T00:00:00Z',
+            }
+        },
     )
-    assert created.metadata.uid and created.metadata.uid != 'mine'
+    assert created.metadata.uid
+    assert created.metadata.uid != 'mine'
     assert created.metadata.creation_timestamp.year > 2001
     assert int(created.metadata.resource_version) > 0
     assert created.metadata.namespace == namespace
@@ -26,7 +34,9 @@ def test_created_objects_get_server_set_metadata(core: client.CoreV1Api, namespa
     assert created.metadata.generation is None
 
 
-def test_generate_name_appends_five_random_characters(core: client.CoreV1Api, namespace: str) -> None:
+def test_generate_name_appends_five_random_characters(
+    core: client.CoreV1Api, namespace: str
+) -> None:
     """https://kubernetes.io/docs/reference/using-api/api-concepts/#generated-values"""
     first = core.create_namespaced_secret(namespace, {'metadata': {'generateName': 'token-'}})
     second = core.create_namespaced_secret(namespace, {'metadata': {'generateName': 'token-'}})
@@ -36,7 +46,9 @@ def test_generate_name_appends_five_random_characters(core: client.CoreV1Api, na
     assert first.metadata.name != second.metadata.name
 
 
-def test_resource_versions_grow_across_all_resources(core: client.CoreV1Api, namespace: str) -> None:
+def test_resource_versions_grow_across_all_resources(
+    core: client.CoreV1Api, namespace: str
+) -> None:
     """resourceVersion is one cluster-wide, monotonic sequence (etcd revision); a list carries
     the version it was read at (https://kubernetes.io/docs/reference/using-api/api-concepts/#resourceversion-in-metadata)."""
     secret = core.create_namespaced_secret(namespace, {'metadata': {'name': 'a'}})
@@ -46,7 +58,9 @@ def test_resource_versions_grow_across_all_resources(core: client.CoreV1Api, nam
     assert int(listed.metadata.resource_version) >= int(config_map.metadata.resource_version)
 
 
-def test_creating_an_existing_name_is_409_already_exists(emulator: KubeApiEmulator, namespace: str) -> None:
+def test_creating_an_existing_name_is_409_already_exists(
+    emulator: KubeApiEmulator, namespace: str
+) -> None:
     """Errors are `Status` objects (https://kubernetes.io/docs/reference/using-api/api-concepts/#status-object)."""
     path = f'/api/v1/namespaces/{namespace}/configmaps'
     assert http(emulator, 'POST', path, {'metadata': {'name': 'twice'}}).status == 201
@@ -64,7 +78,9 @@ def test_creating_an_existing_name_is_409_already_exists(emulator: KubeApiEmulat
     }
 
 
-def test_reading_a_missing_object_is_404_not_found(emulator: KubeApiEmulator, namespace: str, widgets: str) -> None:
+def test_reading_a_missing_object_is_404_not_found(
+    emulator: KubeApiEmulator, namespace: str, widgets: str
+) -> None:
     """NotFound names the resource (and group for named groups) in message and details."""
     answer = http(emulator, 'GET', WIDGET_PATH.format(ns=namespace) + '/ghost')
     assert answer.status == 404
@@ -88,10 +104,14 @@ def test_creating_in_a_missing_namespace_is_404_for_the_namespace(core: client.C
         pytest.param('', 'metadata.name', id='no-name'),
     ],
 )
-def test_invalid_names_are_422_with_causes(emulator: KubeApiEmulator, namespace: str, name: str, field: str) -> None:
+def test_invalid_names_are_422_with_causes(
+    emulator: KubeApiEmulator, namespace: str, name: str, field: str
+) -> None:
     """Names are DNS subdomains (https://kubernetes.io/docs/concepts/overview/working-with-objects/names/);
     422 Invalid lists each problem in details.causes."""
-    answer = http(emulator, 'POST', f'/api/v1/namespaces/{namespace}/secrets', {'metadata': {'name': name}})
+    answer = http(
+        emulator, 'POST', f'/api/v1/namespaces/{namespace}/secrets', {'metadata': {'name': name}}
+    )
     assert answer.status == 422
     assert answer.body['reason'] == 'Invalid'
     assert answer.body['message'].startswith(f'Secret "{name}" is invalid: {field}: ')
@@ -114,9 +134,13 @@ def test_resource_version_on_create_is_refused(emulator: KubeApiEmulator, namesp
     assert answer.body['message'] == 'resourceVersion should not be set on objects to be created'
 
 
-def test_update_with_a_stale_resource_version_is_409_conflict(core: client.CoreV1Api, namespace: str) -> None:
+def test_update_with_a_stale_resource_version_is_409_conflict(
+    core: client.CoreV1Api, namespace: str
+) -> None:
     """Optimistic concurrency (https://kubernetes.io/docs/reference/using-api/api-concepts/#conflicts)."""
-    created = core.create_namespaced_config_map(namespace, {'metadata': {'name': 'c'}, 'data': {'a': '1'}})
+    created = core.create_namespaced_config_map(
+        namespace, {'metadata': {'name': 'c'}, 'data': {'a': '1'}}
+    )
     created.data = {'a': '2'}
     core.replace_namespaced_config_map('c', namespace, created)
     created.data = {'a': '3'}
@@ -151,13 +175,18 @@ def test_update_without_resource_version_is_unconditional_for_builtins_only(
     )
 
 
-def test_update_with_a_different_name_in_the_body_is_400(emulator: KubeApiEmulator, namespace: str) -> None:
+def test_update_with_a_different_name_in_the_body_is_400(
+    emulator: KubeApiEmulator, namespace: str
+) -> None:
     """The update handler refuses a body naming another object than the URL."""
     path = f'/api/v1/namespaces/{namespace}/configmaps'
     http(emulator, 'POST', path, {'metadata': {'name': 'c'}})
     answer = http(emulator, 'PUT', path + '/c', {'metadata': {'name': 'd'}})
     assert answer.status == 400
-    assert answer.body['message'] == 'the name of the object (d) does not match the name on the URL (c)'
+    assert (
+        answer.body['message']
+        == 'the name of the object (d) does not match the name on the URL (c)'
+    )
 
 
 def test_uid_is_immutable(emulator: KubeApiEmulator, namespace: str) -> None:
@@ -168,13 +197,19 @@ def test_uid_is_immutable(emulator: KubeApiEmulator, namespace: str) -> None:
     answer = http(emulator, 'PUT', path + '/c', created)
     assert answer.status == 422
     assert answer.body['details']['causes'] == [
-        {'reason': 'FieldValueInvalid', 'message': 'Invalid value: "another": field is immutable', 'field': 'metadata.uid'}
+        {
+            'reason': 'FieldValueInvalid',
+            'message': 'Invalid value: "another": field is immutable',
+            'field': 'metadata.uid',
+        }
     ]
 
 
 def test_unchanged_writes_keep_the_resource_version(core: client.CoreV1Api, namespace: str) -> None:
     """A no-op update is not written (no new resourceVersion, no watch event)."""
-    created = core.create_namespaced_config_map(namespace, {'metadata': {'name': 'c'}, 'data': {'a': '1'}})
+    created = core.create_namespaced_config_map(
+        namespace, {'metadata': {'name': 'c'}, 'data': {'a': '1'}}
+    )
     replaced = core.replace_namespaced_config_map('c', namespace, created)
     patched = core.patch_namespaced_config_map('c', namespace, {'data': {'a': '1'}})
     assert replaced.metadata.resource_version == created.metadata.resource_version
@@ -183,9 +218,15 @@ def test_unchanged_writes_keep_the_resource_version(core: client.CoreV1Api, name
 
 @pytest.mark.parametrize(
     'method',
-    [pytest.param('POST', id='create'), pytest.param('PUT', id='update'), pytest.param('DELETE', id='delete')],
+    [
+        pytest.param('POST', id='create'),
+        pytest.param('PUT', id='update'),
+        pytest.param('DELETE', id='delete'),
+    ],
 )
-def test_dry_run_validates_without_persisting(emulator: KubeApiEmulator, namespace: str, method: str) -> None:
+def test_dry_run_validates_without_persisting(
+    emulator: KubeApiEmulator, namespace: str, method: str
+) -> None:
     """https://kubernetes.io/docs/reference/using-api/api-concepts/#dry-run"""
     path = f'/api/v1/namespaces/{namespace}/configmaps'
     if method != 'POST':
@@ -218,11 +259,15 @@ def test_list_items_of_builtins_omit_kind_but_custom_resources_keep_it(
     assert listed['items'][0]['apiVersion'] == 'example.com/v1'
 
 
-def test_unknown_fields_of_builtins_are_dropped_with_a_warning(emulator: KubeApiEmulator, namespace: str) -> None:
+def test_unknown_fields_of_builtins_are_dropped_with_a_warning(
+    emulator: KubeApiEmulator, namespace: str
+) -> None:
     """https://kubernetes.io/docs/reference/using-api/api-concepts/#field-validation: by
     default (Warn) unknown fields are dropped and reported in `Warning` headers; Strict refuses."""
     path = f'/api/v1/namespaces/{namespace}/configmaps'
-    answer = http(emulator, 'POST', path, {'metadata': {'name': 'c', 'colour': 'x'}, 'shape': 'round'})
+    answer = http(
+        emulator, 'POST', path, {'metadata': {'name': 'c', 'colour': 'x'}, 'shape': 'round'}
+    )
     assert answer.status == 201
     assert 'shape' not in answer.body
     assert 'colour' not in answer.body['metadata']
@@ -230,6 +275,11 @@ def test_unknown_fields_of_builtins_are_dropped_with_a_warning(emulator: KubeApi
         '299 - "unknown field \\"metadata.colour\\""',
         '299 - "unknown field \\"shape\\""',
     ]
-    strict = http(emulator, 'POST', path + '?fieldValidation=Strict', {'metadata': {'name': 'd'}, 'shape': 'round'})
+    strict = http(
+        emulator,
+        'POST',
+        path + '?fieldValidation=Strict',
+        {'metadata': {'name': 'd'}, 'shape': 'round'},
+    )
     assert strict.status == 400
     assert strict.body['message'] == 'strict decoding error: unknown field "shape"'

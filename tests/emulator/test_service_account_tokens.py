@@ -18,11 +18,15 @@ ISSUER = 'https://kubernetes.default.svc.cluster.local'
 
 def _claims(token: str) -> dict[str, object]:
     payload = token.split('.')[1]
-    decoded: dict[str, object] = json.loads(base64.urlsafe_b64decode(payload + '=' * (-len(payload) % 4)))
+    decoded: dict[str, object] = json.loads(
+        base64.urlsafe_b64decode(payload + '=' * (-len(payload) % 4))
+    )
     return decoded
 
 
-def _review(auth: client.AuthenticationV1Api, token: str, audiences: list[str] | None = None) -> client.V1TokenReviewStatus:
+def _review(
+    auth: client.AuthenticationV1Api, token: str, audiences: list[str] | None = None
+) -> client.V1TokenReviewStatus:
     spec: dict[str, object] = {'token': token}
     if audiences is not None:
         spec['audiences'] = audiences
@@ -41,7 +45,9 @@ def test_token_request_issues_a_token_bound_to_the_service_account(
     """TokenRequest (https://kubernetes.io/docs/reference/kubernetes-api/authentication-resources/token-request-v1/)
     and TokenReview (https://kubernetes.io/docs/reference/kubernetes-api/authentication-resources/token-review-v1/)."""
     account = core.create_namespaced_service_account(namespace, {'metadata': {'name': 'robot'}})
-    issued = core.create_namespaced_service_account_token('robot', namespace, {'spec': {'audiences': ['vault'], 'expirationSeconds': 900}})
+    issued = core.create_namespaced_service_account_token(
+        'robot', namespace, {'spec': {'audiences': ['vault'], 'expirationSeconds': 900}}
+    )
     assert issued.spec.audiences == ['vault']
     assert issued.spec.expiration_seconds == 900
     claims = _claims(issued.status.token)
@@ -53,11 +59,17 @@ def test_token_request_issues_a_token_bound_to_the_service_account(
     assert status.authenticated is True
     assert status.user.username == f'system:serviceaccount:{namespace}:robot'
     assert status.user.uid == account.metadata.uid
-    assert status.user.groups == ['system:serviceaccounts', f'system:serviceaccounts:{namespace}', 'system:authenticated']
+    assert status.user.groups == [
+        'system:serviceaccounts',
+        f'system:serviceaccounts:{namespace}',
+        'system:authenticated',
+    ]
     assert status.audiences == ['vault']
 
 
-def test_default_token_is_for_the_api_server_for_an_hour(core: client.CoreV1Api, auth: client.AuthenticationV1Api, namespace: str) -> None:
+def test_default_token_is_for_the_api_server_for_an_hour(
+    core: client.CoreV1Api, auth: client.AuthenticationV1Api, namespace: str
+) -> None:
     """Without audiences the token is for the API server (--api-audiences defaults to the
     issuer); expirationSeconds defaults to 3600."""
     core.create_namespaced_service_account(namespace, {'metadata': {'name': 'robot'}})
@@ -67,12 +79,16 @@ def test_default_token_is_for_the_api_server_for_an_hour(core: client.CoreV1Api,
     assert _review(auth, issued.status.token).authenticated is True
 
 
-def test_a_deleted_service_account_invalidates_its_tokens(core: client.CoreV1Api, auth: client.AuthenticationV1Api, namespace: str) -> None:
+def test_a_deleted_service_account_invalidates_its_tokens(
+    core: client.CoreV1Api, auth: client.AuthenticationV1Api, namespace: str
+) -> None:
     """Bound tokens are valid only while their ServiceAccount exists with the same uid
     (https://kubernetes.io/docs/concepts/security/service-accounts/#bound-service-account-tokens),
     even if an account of the same name is created again."""
     core.create_namespaced_service_account(namespace, {'metadata': {'name': 'robot'}})
-    token = core.create_namespaced_service_account_token('robot', namespace, {'spec': {}}).status.token
+    token = core.create_namespaced_service_account_token(
+        'robot', namespace, {'spec': {}}
+    ).status.token
     core.delete_namespaced_service_account('robot', namespace)
     gone = _review(auth, token)
     assert not gone.authenticated
@@ -83,9 +99,13 @@ def test_a_deleted_service_account_invalidates_its_tokens(core: client.CoreV1Api
     assert 'does not match claim' in replaced.error
 
 
-def test_a_token_for_another_audience_is_not_authenticated(core: client.CoreV1Api, auth: client.AuthenticationV1Api, namespace: str) -> None:
+def test_a_token_for_another_audience_is_not_authenticated(
+    core: client.CoreV1Api, auth: client.AuthenticationV1Api, namespace: str
+) -> None:
     core.create_namespaced_service_account(namespace, {'metadata': {'name': 'robot'}})
-    token = core.create_namespaced_service_account_token('robot', namespace, {'spec': {'audiences': ['vault']}}).status.token
+    token = core.create_namespaced_service_account_token(
+        'robot', namespace, {'spec': {'audiences': ['vault']}}
+    ).status.token
     assert not _review(auth, token, ['someone-else']).authenticated
     assert not _review(auth, token).authenticated  # the API server's own audience
 
@@ -98,7 +118,9 @@ def test_an_expired_token_is_not_authenticated(tmp_path) -> None:  # type: ignor
         try:
             core, auth = client.CoreV1Api(api), client.AuthenticationV1Api(api)
             core.create_namespaced_service_account('default', {'metadata': {'name': 'robot'}})
-            token = core.create_namespaced_service_account_token('robot', 'default', {'spec': {'expirationSeconds': 600}}).status.token
+            token = core.create_namespaced_service_account_token(
+                'robot', 'default', {'spec': {'expirationSeconds': 600}}
+            ).status.token
             assert _review(auth, token).authenticated is True
             now[0] += timedelta(seconds=600 + 61)  # past exp and the one-minute leeway
             expired = _review(auth, token)
@@ -112,14 +134,29 @@ def test_an_expired_token_is_not_authenticated(tmp_path) -> None:  # type: ignor
     ('seconds', 'message'),
     [
         pytest.param(599, 'may not specify a duration less than 10 minutes', id='too-short'),
-        pytest.param(2**32 + 1, 'may not specify a duration larger than 2^32 seconds', id='too-long'),
+        pytest.param(
+            2**32 + 1, 'may not specify a duration larger than 2^32 seconds', id='too-long'
+        ),
     ],
 )
-def test_token_lifetimes_are_bounded(emulator: KubeApiEmulator, namespace: str, seconds: int, message: str) -> None:
-    http(emulator, 'POST', f'/api/v1/namespaces/{namespace}/serviceaccounts', {'metadata': {'name': 'robot'}})
+def test_token_lifetimes_are_bounded(
+    emulator: KubeApiEmulator, namespace: str, seconds: int, message: str
+) -> None:
+    http(
+        emulator,
+        'POST',
+        f'/api/v1/namespaces/{namespace}/serviceaccounts',
+        {'metadata': {'name': 'robot'}},
+    )
     answer = http(
-        emulator, 'POST', f'/api/v1/namespaces/{namespace}/serviceaccounts/robot/token',
-        {'apiVersion': 'authentication.k8s.io/v1', 'kind': 'TokenRequest', 'spec': {'expirationSeconds': seconds}},
+        emulator,
+        'POST',
+        f'/api/v1/namespaces/{namespace}/serviceaccounts/robot/token',
+        {
+            'apiVersion': 'authentication.k8s.io/v1',
+            'kind': 'TokenRequest',
+            'spec': {'expirationSeconds': seconds},
+        },
     )
     assert answer.status == 422
     assert answer.body['details']['causes'][0]['field'] == 'spec.expirationSeconds'
@@ -127,7 +164,12 @@ def test_token_lifetimes_are_bounded(emulator: KubeApiEmulator, namespace: str, 
 
 
 def test_tokens_for_missing_accounts_are_404(emulator: KubeApiEmulator, namespace: str) -> None:
-    answer = http(emulator, 'POST', f'/api/v1/namespaces/{namespace}/serviceaccounts/ghost/token', {'spec': {}})
+    answer = http(
+        emulator,
+        'POST',
+        f'/api/v1/namespaces/{namespace}/serviceaccounts/ghost/token',
+        {'spec': {}},
+    )
     assert answer.status == 404
     assert answer.body['message'] == 'serviceaccounts "ghost" not found'
 
@@ -155,11 +197,17 @@ def test_legacy_token_secrets_are_filled_and_die_with_the_secret(
     core.create_namespaced_secret(
         namespace,
         {
-            'metadata': {'name': 'robot-token', 'annotations': {'kubernetes.io/service-account.name': 'robot'}},
+            'metadata': {
+                'name': 'robot-token',
+                'annotations': {'kubernetes.io/service-account.name': 'robot'},
+            },
             'type': 'kubernetes.io/service-account-token',
         },
     )
-    secret = eventually(lambda: (s := core.read_namespaced_secret('robot-token', namespace)).data and s, what='the token')
+    secret = eventually(
+        lambda: (s := core.read_namespaced_secret('robot-token', namespace)).data and s,
+        what='the token',
+    )
     token = base64.b64decode(secret.data['token']).decode()
     assert secret.metadata.annotations['kubernetes.io/service-account.uid']
     assert _review(auth, token).authenticated is True
@@ -167,12 +215,17 @@ def test_legacy_token_secrets_are_filled_and_die_with_the_secret(
     assert not _review(auth, token).authenticated
 
 
-def test_token_secrets_go_with_their_service_account(core: client.CoreV1Api, namespace: str) -> None:
+def test_token_secrets_go_with_their_service_account(
+    core: client.CoreV1Api, namespace: str
+) -> None:
     core.create_namespaced_service_account(namespace, {'metadata': {'name': 'robot'}})
     core.create_namespaced_secret(
         namespace,
         {
-            'metadata': {'name': 'robot-token', 'annotations': {'kubernetes.io/service-account.name': 'robot'}},
+            'metadata': {
+                'name': 'robot-token',
+                'annotations': {'kubernetes.io/service-account.name': 'robot'},
+            },
             'type': 'kubernetes.io/service-account-token',
         },
     )
@@ -180,6 +233,10 @@ def test_token_secrets_go_with_their_service_account(core: client.CoreV1Api, nam
     core.delete_namespaced_service_account('robot', namespace)
 
     def secret_gone() -> bool:
-        return not [s for s in core.list_namespaced_secret(namespace).items if s.metadata.name == 'robot-token']
+        return not [
+            s
+            for s in core.list_namespaced_secret(namespace).items
+            if s.metadata.name == 'robot-token'
+        ]
 
     eventually(secret_gone, what='the token secret to be deleted')

@@ -22,7 +22,9 @@ def _config_map(emulator: KubeApiEmulator, namespace: str, **fields: object) -> 
     return path + '/c'
 
 
-def test_merge_patch_merges_maps_and_null_deletes(emulator: KubeApiEmulator, namespace: str) -> None:
+def test_merge_patch_merges_maps_and_null_deletes(
+    emulator: KubeApiEmulator, namespace: str
+) -> None:
     """https://kubernetes.io/docs/reference/using-api/api-concepts/#patch-and-apply (RFC 7386)."""
     path = _config_map(emulator, namespace, data={'a': '1', 'b': '2'})
     answer = http(emulator, 'PATCH', path, {'data': {'a': None, 'c': '3'}}, content_type=MERGE)
@@ -36,21 +38,33 @@ def test_json_patch_with_a_failing_test_is_422(emulator: KubeApiEmulator, namesp
     and expects 422 when the object moved on."""
     path = _config_map(emulator, namespace, data={'a': '1'})
     rv = http(emulator, 'GET', path).body['metadata']['resourceVersion']
-    ok = [{'op': 'test', 'path': '/metadata/resourceVersion', 'value': rv}, {'op': 'add', 'path': '/data/b', 'value': '2'}]
+    ok = [
+        {'op': 'test', 'path': '/metadata/resourceVersion', 'value': rv},
+        {'op': 'add', 'path': '/data/b', 'value': '2'},
+    ]
     answer = http(emulator, 'PATCH', path, ok, content_type=JSON_PATCH)
     assert answer.status == 200
     assert answer.body['data'] == {'a': '1', 'b': '2'}
-    stale = [{'op': 'test', 'path': '/metadata/resourceVersion', 'value': rv}, {'op': 'remove', 'path': '/data/a'}]
+    stale = [
+        {'op': 'test', 'path': '/metadata/resourceVersion', 'value': rv},
+        {'op': 'remove', 'path': '/data/a'},
+    ]
     answer = http(emulator, 'PATCH', path, stale, content_type=JSON_PATCH)
     assert answer.status == 422
     assert answer.body['reason'] == 'Invalid'
 
 
-def test_strategic_merge_patch_merges_lists_by_key_on_builtins(core: client.CoreV1Api, namespace: str) -> None:
+def test_strategic_merge_patch_merges_lists_by_key_on_builtins(
+    core: client.CoreV1Api, namespace: str
+) -> None:
     """https://kubernetes.io/docs/tasks/manage-kubernetes-objects/update-api-object-kubectl-patch/:
     ServiceAccount.secrets merges by name; the Python client sends dict patches as strategic."""
-    core.create_namespaced_service_account(namespace, {'metadata': {'name': 'robot'}, 'secrets': [{'name': 'one'}]})
-    patched = core.patch_namespaced_service_account('robot', namespace, {'secrets': [{'name': 'two'}]})
+    core.create_namespaced_service_account(
+        namespace, {'metadata': {'name': 'robot'}, 'secrets': [{'name': 'one'}]}
+    )
+    patched = core.patch_namespaced_service_account(
+        'robot', namespace, {'secrets': [{'name': 'two'}]}
+    )
     assert sorted(s.name for s in patched.secrets) == ['one', 'two']
 
 
@@ -78,7 +92,9 @@ def test_strategic_merge_patch_on_a_custom_resource_is_415(
         pytest.param('text/plain', 415, id='unknown'),
     ],
 )
-def test_unsupported_patch_types_are_415(emulator: KubeApiEmulator, namespace: str, content_type: str, status: int) -> None:
+def test_unsupported_patch_types_are_415(
+    emulator: KubeApiEmulator, namespace: str, content_type: str, status: int
+) -> None:
     """Unsupported media types are refused with a Status, never a crash."""
     path = _config_map(emulator, namespace)
     answer = http(emulator, 'PATCH', path, raw=b'{"data":{"a":"1"}}', content_type=content_type)
@@ -87,19 +103,33 @@ def test_unsupported_patch_types_are_415(emulator: KubeApiEmulator, namespace: s
     assert answer.body['reason'] == 'UnsupportedMediaType'
 
 
-def test_resource_version_in_a_patch_is_a_precondition(emulator: KubeApiEmulator, namespace: str) -> None:
+def test_resource_version_in_a_patch_is_a_precondition(
+    emulator: KubeApiEmulator, namespace: str
+) -> None:
     """https://kubernetes.io/docs/reference/using-api/api-concepts/#patch-and-apply: a
     metadata.resourceVersion in the patch must match the stored one, or 409 Conflict."""
     path = _config_map(emulator, namespace)
     rv = http(emulator, 'GET', path).body['metadata']['resourceVersion']
     http(emulator, 'PATCH', path, {'data': {'a': '1'}}, content_type=MERGE)
-    answer = http(emulator, 'PATCH', path, {'metadata': {'resourceVersion': rv}, 'data': {'a': '2'}}, content_type=MERGE)
+    answer = http(
+        emulator,
+        'PATCH',
+        path,
+        {'metadata': {'resourceVersion': rv}, 'data': {'a': '2'}},
+        content_type=MERGE,
+    )
     assert answer.status == 409
     assert answer.body['reason'] == 'Conflict'
 
 
 def test_patching_a_missing_object_is_404(emulator: KubeApiEmulator, namespace: str) -> None:
-    answer = http(emulator, 'PATCH', f'/api/v1/namespaces/{namespace}/configmaps/nope', {'data': {}}, content_type=MERGE)
+    answer = http(
+        emulator,
+        'PATCH',
+        f'/api/v1/namespaces/{namespace}/configmaps/nope',
+        {'data': {}},
+        content_type=MERGE,
+    )
     assert answer.status == 404
 
 

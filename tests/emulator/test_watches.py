@@ -19,9 +19,17 @@ def test_a_watch_from_a_resource_version_replays_every_later_event(emulator, nam
     """https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes:
     a watch from resourceVersion X gets every change after X, in order, then live ones."""
     path = _config_maps(namespace)
-    start = http(emulator, 'POST', path, {'metadata': {'name': 'a'}}).body['metadata']['resourceVersion']
+    start = http(emulator, 'POST', path, {'metadata': {'name': 'a'}}).body['metadata'][
+        'resourceVersion'
+    ]
     http(emulator, 'POST', path, {'metadata': {'name': 'b'}})
-    http(emulator, 'PATCH', path + '/a', {'data': {'k': 'v'}}, content_type='application/merge-patch+json')
+    http(
+        emulator,
+        'PATCH',
+        path + '/a',
+        {'data': {'k': 'v'}},
+        content_type='application/merge-patch+json',
+    )
     http(emulator, 'DELETE', path + '/b')
     with stream(emulator, f'{path}?watch=true&resourceVersion={start}&timeoutSeconds=5') as events:
         replayed = take(events, 3)
@@ -39,14 +47,19 @@ def test_a_watch_from_a_resource_version_replays_every_later_event(emulator, nam
     assert live['object']['kind'] == 'ConfigMap'
 
 
-def test_a_watch_without_resource_version_starts_with_the_current_state(emulator, namespace) -> None:  # type: ignore[no-untyped-def]
+def test_a_watch_without_resource_version_starts_with_the_current_state(
+    emulator, namespace
+) -> None:  # type: ignore[no-untyped-def]
     """resourceVersion unset: "Get State and Start at Most Recent" (synthetic ADDED events)."""
     path = _config_maps(namespace)
     for name in ('a', 'b'):
         http(emulator, 'POST', path, {'metadata': {'name': name}})
     with stream(emulator, f'{path}?watch=1&timeoutSeconds=5') as events:
         initial = take(events, 2)
-    assert sorted((e['type'], e['object']['metadata']['name']) for e in initial) == [('ADDED', 'a'), ('ADDED', 'b')]
+    assert sorted((e['type'], e['object']['metadata']['name']) for e in initial) == [
+        ('ADDED', 'a'),
+        ('ADDED', 'b'),
+    ]
 
 
 def test_a_too_old_resource_version_is_an_error_event_410(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -54,7 +67,9 @@ def test_a_too_old_resource_version_is_an_error_event_410(tmp_path) -> None:  # 
     ERROR event on the watch (https://kubernetes.io/docs/reference/using-api/api-concepts/#410-gone-responses)."""
     with running_emulator(watch_window=3) as small:
         path = _config_maps('default')
-        first = http(small, 'POST', path, {'metadata': {'name': 'c0'}}).body['metadata']['resourceVersion']
+        first = http(small, 'POST', path, {'metadata': {'name': 'c0'}}).body['metadata'][
+            'resourceVersion'
+        ]
         for index in range(1, 6):
             http(small, 'POST', path, {'metadata': {'name': f'c{index}'}})
         with stream(small, f'{path}?watch=true&resourceVersion={first}') as events:
@@ -70,8 +85,13 @@ def test_bookmarks_carry_the_current_resource_version(emulator, namespace) -> No
     """allowWatchBookmarks=true: BOOKMARK events with only kind, apiVersion and the
     resourceVersion (https://kubernetes.io/docs/reference/using-api/api-concepts/#watch-bookmarks)."""
     path = _config_maps(namespace)
-    rv = http(emulator, 'POST', path, {'metadata': {'name': 'a'}}).body['metadata']['resourceVersion']
-    with stream(emulator, f'{path}?watch=true&allowWatchBookmarks=true&resourceVersion={rv}&timeoutSeconds=5') as events:
+    rv = http(emulator, 'POST', path, {'metadata': {'name': 'a'}}).body['metadata'][
+        'resourceVersion'
+    ]
+    with stream(
+        emulator,
+        f'{path}?watch=true&allowWatchBookmarks=true&resourceVersion={rv}&timeoutSeconds=5',
+    ) as events:
         bookmark = next(events)
     assert bookmark['type'] == 'BOOKMARK'
     assert bookmark['object']['kind'] == 'ConfigMap'
@@ -83,7 +103,9 @@ def test_bookmarks_carry_the_current_resource_version(emulator, namespace) -> No
 def test_timeout_seconds_ends_the_stream(emulator, namespace) -> None:  # type: ignore[no-untyped-def]
     """timeoutSeconds bounds the watch; the server closes the stream cleanly."""
     started = time.monotonic()
-    with stream(emulator, f'{_config_maps(namespace)}?watch=true&resourceVersion=1&timeoutSeconds=1') as events:
+    with stream(
+        emulator, f'{_config_maps(namespace)}?watch=true&resourceVersion=1&timeoutSeconds=1'
+    ) as events:
         assert list(events) == []
     assert 0.9 < time.monotonic() - started < 5
 
@@ -92,26 +114,53 @@ def test_label_selector_watch_sees_objects_enter_and_leave(emulator, namespace) 
     """A watch with a selector reports an object that starts matching as ADDED and one that stops
     matching as DELETED (watch cache `convertToWatchEvent`)."""
     path = _config_maps(namespace)
-    rv = http(emulator, 'POST', path, {'metadata': {'name': 'a'}}).body['metadata']['resourceVersion']
+    rv = http(emulator, 'POST', path, {'metadata': {'name': 'a'}}).body['metadata'][
+        'resourceVersion'
+    ]
     merge = 'application/merge-patch+json'
-    http(emulator, 'PATCH', path + '/a', {'metadata': {'labels': {'tier': 'gold'}}}, content_type=merge)
+    http(
+        emulator,
+        'PATCH',
+        path + '/a',
+        {'metadata': {'labels': {'tier': 'gold'}}},
+        content_type=merge,
+    )
     http(emulator, 'PATCH', path + '/a', {'data': {'k': 'v'}}, content_type=merge)
-    http(emulator, 'PATCH', path + '/a', {'metadata': {'labels': {'tier': 'tin'}}}, content_type=merge)
-    with stream(emulator, f'{path}?watch=true&labelSelector=tier%3Dgold&resourceVersion={rv}&timeoutSeconds=5') as events:
+    http(
+        emulator,
+        'PATCH',
+        path + '/a',
+        {'metadata': {'labels': {'tier': 'tin'}}},
+        content_type=merge,
+    )
+    with stream(
+        emulator,
+        f'{path}?watch=true&labelSelector=tier%3Dgold&resourceVersion={rv}&timeoutSeconds=5',
+    ) as events:
         seen = take(events, 3)
     assert [e['type'] for e in seen] == ['ADDED', 'MODIFIED', 'DELETED']
     left = seen[2]['object']
     assert left['metadata']['labels'] == {'tier': 'gold'}  # the last state that matched...
-    assert int(left['metadata']['resourceVersion']) > int(seen[1]['object']['metadata']['resourceVersion'])
+    assert int(left['metadata']['resourceVersion']) > int(
+        seen[1]['object']['metadata']['resourceVersion']
+    )
 
 
 def test_field_selector_watch_follows_one_object(emulator, namespace) -> None:  # type: ignore[no-untyped-def]
     path = _config_maps(namespace)
-    rv = http(emulator, 'POST', path, {'metadata': {'name': 'a'}}).body['metadata']['resourceVersion']
+    rv = http(emulator, 'POST', path, {'metadata': {'name': 'a'}}).body['metadata'][
+        'resourceVersion'
+    ]
     http(emulator, 'POST', path, {'metadata': {'name': 'b'}})
     http(emulator, 'DELETE', path + '/a')
-    with stream(emulator, f'{path}?watch=true&fieldSelector=metadata.name%3Db&resourceVersion={int(rv) - 1}&timeoutSeconds=5') as events:
-        assert [(e['type'], e['object']['metadata']['name']) for e in take(events, 1)] == [('ADDED', 'b')]
+    with stream(
+        emulator,
+        f'{path}?watch=true&fieldSelector=metadata.name%3Db&resourceVersion={int(rv) - 1}'
+        '&timeoutSeconds=5',
+    ) as events:
+        assert [(e['type'], e['object']['metadata']['name']) for e in take(events, 1)] == [
+            ('ADDED', 'b')
+        ]
 
 
 def test_no_op_writes_produce_no_watch_event(emulator, namespace) -> None:  # type: ignore[no-untyped-def]
@@ -120,8 +169,20 @@ def test_no_op_writes_produce_no_watch_event(emulator, namespace) -> None:  # ty
     created = http(emulator, 'POST', path, {'metadata': {'name': 'a'}, 'data': {'k': 'v'}}).body
     rv = created['metadata']['resourceVersion']
     http(emulator, 'PUT', path + '/a', created)
-    http(emulator, 'PATCH', path + '/a', {'data': {'k': 'v'}}, content_type='application/merge-patch+json')
-    http(emulator, 'PATCH', path + '/a', {'data': {'k': 'w'}}, content_type='application/merge-patch+json')
+    http(
+        emulator,
+        'PATCH',
+        path + '/a',
+        {'data': {'k': 'v'}},
+        content_type='application/merge-patch+json',
+    )
+    http(
+        emulator,
+        'PATCH',
+        path + '/a',
+        {'data': {'k': 'w'}},
+        content_type='application/merge-patch+json',
+    )
     with stream(emulator, f'{path}?watch=true&resourceVersion={rv}&timeoutSeconds=5') as events:
         only = next(events)
     assert only['type'] == 'MODIFIED'
@@ -133,7 +194,10 @@ def test_initial_events_stream_ends_with_an_annotated_bookmark(emulator, namespa
     the current state as ADDED, then a BOOKMARK annotated k8s.io/initial-events-end."""
     path = _config_maps(namespace)
     http(emulator, 'POST', path, {'metadata': {'name': 'a'}})
-    query = 'watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=5'
+    query = (
+        'watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan'
+        '&allowWatchBookmarks=true&timeoutSeconds=5'
+    )
     with stream(emulator, f'{path}?{query}') as events:
         added, bookmark = take(events, 2)
     assert (added['type'], added['object']['metadata']['name']) == ('ADDED', 'a')
@@ -144,7 +208,8 @@ def test_initial_events_stream_ends_with_an_annotated_bookmark(emulator, namespa
 
 
 def test_custom_resources_watch_like_kopf_does(emulator, namespace, widgets) -> None:  # type: ignore[no-untyped-def]
-    """kopf lists, then watches with watch=true&allowWatchBookmarks=true&resourceVersion=<list>&timeoutSeconds=..."""
+    """kopf lists, then watches with watch=true&allowWatchBookmarks=true&resourceVersion=<list>
+    &timeoutSeconds=... (kopf/_cogs/clients/watching.py)."""
     path = WIDGET_PATH.format(ns=namespace)
     listed = http(emulator, 'GET', path).body
     rv = listed['metadata']['resourceVersion']
@@ -154,7 +219,13 @@ def test_custom_resources_watch_like_kopf_does(emulator, namespace, widgets) -> 
         event = next(events)
         while event['type'] == 'BOOKMARK':
             event = next(events)
-        http(emulator, 'PATCH', path + '/w/status', {'status': {'phase': 'Ready'}}, content_type='application/merge-patch+json')
+        http(
+            emulator,
+            'PATCH',
+            path + '/w/status',
+            {'status': {'phase': 'Ready'}},
+            content_type='application/merge-patch+json',
+        )
         modified = next(events)
         while modified['type'] == 'BOOKMARK':
             modified = next(events)
@@ -166,7 +237,9 @@ def test_the_python_client_watch_helper_works(core: client.CoreV1Api, namespace:
     """kubernetes.watch.Watch streams typed objects from the emulator."""
     core.create_namespaced_secret(namespace, {'metadata': {'name': 's', 'labels': {'app': 'x'}}})
     seen = []
-    for event in watch.Watch().stream(core.list_namespaced_secret, namespace, label_selector='app=x', timeout_seconds=5):
+    for event in watch.Watch().stream(
+        core.list_namespaced_secret, namespace, label_selector='app=x', timeout_seconds=5
+    ):
         seen.append((event['type'], event['object'].metadata.name))
         break
     assert seen == [('ADDED', 's')]

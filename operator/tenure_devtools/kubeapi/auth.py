@@ -63,7 +63,8 @@ class TokenApi:
                 f'the API version in the data ({body.get("apiVersion")}) does not match the '
                 f'expected API version ({AUTH_GROUP}/v1)'
             )
-        spec = body.get('spec') if isinstance(body.get('spec'), dict) else {}
+        raw_spec = body.get('spec')
+        spec: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
         audiences = list(spec.get('audiences') or self.api_audiences)
         seconds = spec.get('expirationSeconds') or DEFAULT_EXPIRATION
         problems = []
@@ -137,7 +138,8 @@ class TokenApi:
             raise errors.bad_request(
                 'the body of the request could not be decoded into a TokenReview'
             )
-        spec = body.get('spec') if isinstance(body.get('spec'), dict) else {}
+        raw_spec = body.get('spec')
+        spec: dict[str, Any] = raw_spec if isinstance(raw_spec, dict) else {}
         token = spec.get('token') or ''
         if not token:
             raise errors.bad_request(f'token is required for TokenReview in {AUTH_GROUP}')
@@ -158,7 +160,8 @@ class TokenApi:
         if account is None:
             problem = 'service account token has been invalidated'
         elif account['metadata']['uid'] != claims.uid:
-            problem = f'service account UID ({account["metadata"]["uid"]}) does not match claim ({claims.uid})'
+            stored = account['metadata']['uid']
+            problem = f'service account UID ({stored}) does not match claim ({claims.uid})'
         else:
             problem = ''
         legacy = self.legacy_tokens.get(token)

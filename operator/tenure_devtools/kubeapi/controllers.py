@@ -196,9 +196,12 @@ class Controllers:
     def _do_sa_deleted(self, namespace: str, name: str, uid: str) -> None:
         for secret in list(self.store.items(SECRETS, namespace)):
             annotations = secret['metadata'].get('annotations') or {}
-            if secret.get('type') == SA_TOKEN_TYPE and annotations.get(SA_NAME_ANNOTATION) == name:
-                if annotations.get(SA_UID_ANNOTATION) in (None, uid):
-                    self._delete(SECRETS, secret)
+            if (
+                secret.get('type') == SA_TOKEN_TYPE
+                and annotations.get(SA_NAME_ANNOTATION) == name
+                and annotations.get(SA_UID_ANNOTATION) in (None, uid)
+            ):
+                self._delete(SECRETS, secret)
 
     def _do_token_secret(self, namespace: str, name: str) -> None:
         secret = self.store.get(SECRETS, namespace, name)
@@ -366,7 +369,7 @@ class Controllers:
         found = self.store.by_uid(ref.get('uid', ''))
         if found is None:
             return 'dangling'
-        (table, owner_ns, _name), owner = found
+        (_table, owner_ns, _name), owner = found
         owner_meta = owner['metadata']
         if owner_meta['name'] != ref.get('name') or owner.get('kind') != ref.get('kind'):
             return 'dangling'

@@ -143,7 +143,8 @@ def validate_crd(crd: Obj) -> list[Cause]:
     if not isinstance(spec, dict):
         return [meta.required('spec')]
     group = spec.get('group') or ''
-    names = spec.get('names') if isinstance(spec.get('names'), dict) else {}
+    raw_names = spec.get('names')
+    names: dict[str, Any] = raw_names if isinstance(raw_names, dict) else {}
     plural, kind = names.get('plural') or '', names.get('kind') or ''
     if not group:
         problems.append(meta.required('spec.group'))

@@ -195,7 +195,9 @@ class Api:
             return checks[0]
         return lambda o: all(check(o) for check in checks)
 
-    async def list(self, rt: ResourceType, namespace: str | None, options: ListOptions) -> Obj:
+    async def list_objects(
+        self, rt: ResourceType, namespace: str | None, options: ListOptions
+    ) -> Obj:
         matches = self.predicate(rt, options)
         rv_text, match = options.resource_version, options.resource_version_match
         problems: list[Cause] = []
@@ -258,7 +260,7 @@ class Api:
             keyed = [(k, o) for k, o in keyed if k >= start]
         selected: list[Obj] = []
         list_meta: dict[str, Any] = {'resourceVersion': str(list_rv)}
-        for index, (key, obj) in enumerate(keyed):
+        for index, (_, obj) in enumerate(keyed):
             if matches is not None and not matches(obj):
                 continue
             if options.limit and len(selected) == options.limit:
@@ -283,7 +285,8 @@ class Api:
         """Check a request body's type, then decode it as the apiserver does."""
         if not isinstance(body, dict):
             raise errors.bad_request(
-                f'the body of the request could not be decoded into a {rt.kind}: expected a JSON object'
+                f'the body of the request could not be decoded into a {rt.kind}: '
+                'expected a JSON object'
             )
         obj = copy.deepcopy(body)
         api_version, kind = obj.get('apiVersion'), obj.get('kind')
@@ -344,7 +347,8 @@ class Api:
             raise errors.forbidden(
                 rt.group_resource,
                 name,
-                f'unable to create new content in namespace {namespace} because it is being terminated',
+                f'unable to create new content in namespace {namespace} because it is being '
+                'terminated',
                 [
                     {
                         'reason': 'NamespaceTerminating',
@@ -361,7 +365,8 @@ class Api:
         if rt.namespaced:
             if metadata.get('namespace') and metadata['namespace'] != namespace:
                 raise errors.bad_request(
-                    'the namespace of the provided object does not match the namespace sent on the request'
+                    'the namespace of the provided object does not match the namespace sent on '
+                    'the request'
                 )
             metadata['namespace'] = namespace
         else:
@@ -395,9 +400,11 @@ class Api:
             metadata['generation'] = 1
         else:
             metadata.pop('generation', None)
-        problems = meta.validate_object_meta(
-            metadata, namespaced=rt.namespaced, name_validator=rt.strategy.name_errors
-        )
+        problems: list[Cause] = [
+            *meta.validate_object_meta(
+                metadata, namespaced=rt.namespaced, name_validator=rt.strategy.name_errors
+            )
+        ]
         problems.extend(rt.strategy.validate(rt, obj))
         if problems:
             raise self._invalid(rt, metadata.get('name') or '', problems)
@@ -428,11 +435,13 @@ class Api:
             body_meta = body['metadata']
             if body_meta.get('name') and body_meta['name'] != name:
                 raise errors.bad_request(
-                    f'the name of the object ({body_meta["name"]}) does not match the name on the URL ({name})'
+                    f'the name of the object ({body_meta["name"]}) does not match the name on '
+                    f'the URL ({name})'
                 )
             if rt.namespaced and body_meta.get('namespace') and body_meta['namespace'] != namespace:
                 raise errors.bad_request(
-                    'the namespace of the provided object does not match the namespace sent on the request'
+                    'the namespace of the provided object does not match the namespace sent on '
+                    'the request'
                 )
         current = self.store.get(rt.table, namespace, name)
         if current is None:
@@ -537,11 +546,11 @@ class Api:
         new_meta['resourceVersion'] = old_meta['resourceVersion']
         if 'generation' in old_meta and rt.strategy.generation_changed(new, old):
             new_meta['generation'] = old_meta['generation'] + 1
-        problems: list[Cause] = list(
-            meta.validate_object_meta(
+        problems: list[Cause] = [
+            *meta.validate_object_meta(
                 new_meta, namespaced=rt.namespaced, name_validator=rt.strategy.name_errors
             )
-        )
+        ]
         problems.extend(meta.validate_object_meta_update(new_meta, old_meta))
         problems.extend(rt.strategy.validate_update(rt, new, old))
         if problems:
@@ -579,7 +588,8 @@ class Api:
                 gr_kind,
                 name,
                 f'the UID in the precondition ({preconditions["uid"]}) does not match the UID in '
-                f'record ({current_meta.get("uid")}). The object might have been deleted and then recreated',
+                f'record ({current_meta.get("uid")}). The object might have been deleted and then '
+                'recreated',
             )
         if (
             preconditions.get('resourceVersion')
@@ -588,9 +598,9 @@ class Api:
             raise errors.conflict(
                 gr_kind,
                 name,
-                f'the ResourceVersion in the precondition ({preconditions["resourceVersion"]}) does '
-                f'not match the ResourceVersion in record ({current_meta["resourceVersion"]}). The '
-                'object might have been modified',
+                f'the ResourceVersion in the precondition ({preconditions["resourceVersion"]}) '
+                'does not match the ResourceVersion in record '
+                f'({current_meta["resourceVersion"]}). The object might have been modified',
             )
         if rt.table == NAMESPACES:
             early = self._delete_namespace(rt, current, options)
@@ -612,10 +622,7 @@ class Api:
             if updated == current or options.dry_run:
                 return Outcome(200, rt.external(updated))
             return Outcome(200, rt.external(self.store.put(rt.table, updated)))
-        if options.dry_run:
-            gone = current
-        else:
-            gone = self.store.remove(rt.table, namespace, name)
+        gone = current if options.dry_run else self.store.remove(rt.table, namespace, name)
         if rt.return_deleted_object:
             return Outcome(200, rt.external(gone))
         details = {

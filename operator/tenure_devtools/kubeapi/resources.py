@@ -133,7 +133,8 @@ class ResourceType:
 
     def unsupported_field_message(self, label: str) -> str:
         if self.field_error_style == META_STYLE:
-            return f'"{label}" is not a known field selector: only "metadata.name", "metadata.namespace"'
+            only = '"metadata.name", "metadata.namespace"'
+            return f'"{label}" is not a known field selector: only {only}'
         return f'field label not supported: {label}'
 
     def discovery(self) -> list[dict[str, Any]]:

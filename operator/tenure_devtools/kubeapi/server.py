@@ -157,8 +157,7 @@ class KubeApiEmulator:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        sockets = [s.getsockname() for s in site._server.sockets] if site._server else []  # type: ignore[union-attr]
-        bound_port = sockets[0][1] if sockets else port
+        bound_port = self._runner.addresses[0][1]
         self.url = f'http://{host}:{bound_port}'
         self._controller_task = asyncio.get_running_loop().create_task(self.controllers.run())
         log.info('kubeapi emulator listening on %s', self.url)
@@ -416,15 +415,15 @@ class KubeApiEmulator:
         if info.subresource == 'finalize' and method != 'PUT':
             raise errors.method_not_allowed()
         if verb == 'watch':
-            options = self._list_options(query)
+            list_options = self._list_options(query)
             return await self._watches.serve(
-                request, rt, namespace or None, options, {'Cache-Control': 'no-cache, private'}
+                request, rt, namespace or None, list_options, {'Cache-Control': 'no-cache, private'}
             )
         if method == 'GET':
             if info.name:
                 obj = self.api.get(rt, namespace, info.name)
                 return self._render(rt, obj, accept)
-            listing = await self.api.list(rt, namespace or None, self._list_options(query))
+            listing = await self.api.list_objects(rt, namespace or None, self._list_options(query))
             return self._render(rt, listing, accept)
         if method == 'POST':
             if info.name:
@@ -528,7 +527,8 @@ class KubeApiEmulator:
         validation = request.query.get('fieldValidation', '') or 'Warn'
         if validation not in ('Ignore', 'Warn', 'Strict'):
             raise errors.bad_request(
-                f'fieldValidation: Unsupported value: "{validation}": supported values: "Ignore", "Strict", "Warn"'
+                f'fieldValidation: Unsupported value: "{validation}": supported values: '
+                '"Ignore", "Strict", "Warn"'
             )
         return WriteOptions(dry_run=bool(dry_run), field_validation=validation)
 

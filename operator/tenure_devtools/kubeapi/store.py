@@ -272,19 +272,19 @@ class Store:
         if uid and self._uids.get(uid) == key:
             del self._uids[uid]
         for ref in meta.get('ownerReferences') or ():
-            owner = ref.get('uid')
-            dependents = self._dependents.get(owner) if owner else None
+            owner = ref.get('uid') or ''
+            dependents = self._dependents.get(owner)
             if dependents is not None:
                 dependents.discard(key)
                 if not dependents:
-                    del self._dependents[owner]  # type: ignore[arg-type]
+                    del self._dependents[owner]
 
     # ---- consistency helpers ------------------------------------------------------------
 
-    async def wait_for_rv(self, rv: int, timeout: float) -> bool:
+    async def wait_for_rv(self, rv: int, within: float) -> bool:
         """Wait until the store has reached `rv` (the cacher waits 3 s for a future version)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + within
         while self.rv < rv:
             if self._progress is None:
                 self._progress = asyncio.Event()

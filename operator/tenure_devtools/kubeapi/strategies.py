@@ -213,9 +213,8 @@ class SecretStrategy(Strategy):
             for key in ('tls.crt', 'tls.key'):
                 if key not in data:
                     problems.append(meta.required(f'data[{key}]'))
-        elif secret_type == 'kubernetes.io/dockerconfigjson':
-            if '.dockerconfigjson' not in data:
-                problems.append(meta.required('data[.dockerconfigjson]'))
+        elif secret_type == 'kubernetes.io/dockerconfigjson' and '.dockerconfigjson' not in data:
+            problems.append(meta.required('data[.dockerconfigjson]'))
         return problems
 
     def validate_update(self, rt: ResourceType, new: Obj, old: Obj) -> list[Cause]:
