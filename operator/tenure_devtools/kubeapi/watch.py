@@ -173,8 +173,8 @@ class WatchServer:
         watcher = Watcher(accept, store.watcher_queue_limit)
         if error is None:
             table.watchers.add(watcher)
+        response = web.StreamResponse(status=200, headers=headers)
         try:
-            response = web.StreamResponse(status=200, headers=headers)
             response.content_type = 'application/json'
             response.enable_chunked_encoding()
             await response.prepare(request)
@@ -186,6 +186,8 @@ class WatchServer:
                 await response.write(self._bookmark(rt, initial_end=True))
             await self._stream(response, rt, watcher, options)
             return response
+        except ConnectionResetError:
+            return response  # the client hung up: that ends a watch, it is no failure
         finally:
             table.watchers.discard(watcher)
 
