@@ -109,8 +109,21 @@ def api(kube_api: kubernetes.client.ApiClient) -> kubernetes.client.ApiClient:
 
 
 def _wait_for(api: kubernetes.client.ApiClient, predicate: Any, *, deleted: bool = False) -> Any:
-    """Watch the ServiceIdentity until `predicate(object)` holds, or with `deleted` until gone."""
+    """Watch the ServiceIdentity until `predicate(object)` holds, or with `deleted` until gone.
+
+    The watch starts at the resourceVersion of a fresh read, so no change between the read and
+    the watch is missed (and an object already gone needs no watch at all).
+    """
     custom = kubernetes.client.CustomObjectsApi(api)
+    name = MANIFEST['metadata']['name']
+    try:
+        current = custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
+    except kubernetes.client.ApiException as e:
+        if deleted and e.status == 404:
+            return None
+        raise
+    if not deleted and predicate(current):
+        return current
     watch = kubernetes.watch.Watch()
     for event in watch.stream(
         custom.list_namespaced_custom_object,
@@ -118,7 +131,8 @@ def _wait_for(api: kubernetes.client.ApiClient, predicate: Any, *, deleted: bool
         VERSION,
         NAMESPACE,
         PLURAL,
-        field_selector=f'metadata.name={MANIFEST["metadata"]["name"]}',
+        field_selector=f'metadata.name={name}',
+        resource_version=current['metadata']['resourceVersion'],
         timeout_seconds=20,
     ):
         obj = event['object']
