@@ -164,3 +164,26 @@ def test_unknown_api_paths_answer_a_404_status(
     assert answer.body['kind'] == 'Status'
     assert answer.body['reason'] == 'NotFound'
     assert WIDGETS  # the CRD exists: the 404 is about the path, not a missing group
+
+
+def test_openapi_v3_tells_kubectl_that_the_server_validates_fields(
+    emulator: KubeApiEmulator, widgets: str
+) -> None:
+    """https://kubernetes.io/docs/concepts/overview/kubernetes-api/#openapi-v3: a root index of
+    group/version documents; kubectl looks for `fieldValidation` on the PATCH operation of the
+    kind it applies (cli-runtime query_param_verifier_v3.go)."""
+    root = http(emulator, 'GET', '/openapi/v3').body
+    url = root['paths']['apis/example.com/v1']['serverRelativeURL']
+    assert url.startswith('/openapi/v3/apis/example.com/v1?hash=')
+    assert 'api/v1' in root['paths']
+    document = http(emulator, 'GET', url).body
+    patch = document['paths']['/apis/example.com/v1/namespaces/{namespace}/widgets/{name}']['patch']
+    assert patch['x-kubernetes-group-version-kind'] == {
+        'group': 'example.com',
+        'version': 'v1',
+        'kind': 'Widget',
+    }
+    assert 'fieldValidation' in [p['name'] for p in patch['parameters']]
+    schema = document['components']['schemas']['com.example.v1.Widget']
+    assert schema['properties']['spec']['required'] == ['size', 'color']
+    assert http(emulator, 'GET', '/openapi/v3/apis/nope.example.com/v1').status == 404

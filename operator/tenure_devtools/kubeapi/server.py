@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import crds, errors, tables
+from . import crds, errors, openapi, tables
 from .auth import TokenApi
 from .controllers import Controllers
 from .errors import ApiError
@@ -244,6 +244,8 @@ class KubeApiEmulator:
                 body=json.dumps(self.token_issuer.jwks()).encode(),
                 content_type='application/jwk-set+json',
             )
+        if path == '/openapi/v3' or path.startswith('/openapi/v3/'):
+            return self._openapi(path)
         parts = [p for p in path.split('/') if p]
         if not parts or parts[0] not in ('api', 'apis'):
             return web.Response(status=404, text='404 page not found\n', content_type='text/plain')
@@ -332,6 +334,20 @@ class KubeApiEmulator:
         raise errors.not_acceptable(['application/json', 'application/yaml'])
 
     # ---- discovery ----------------------------------------------------------------------
+
+    def _openapi(self, path: str) -> web.Response:
+        if path.rstrip('/') == '/openapi/v3':
+            return _json_response(openapi.root_document(self.registry))
+        parts = path[len('/openapi/v3/') :].strip('/').split('/')
+        if parts[0] == 'api' and len(parts) == 2:
+            document = openapi.group_version_document(self.registry, '', parts[1])
+        elif parts[0] == 'apis' and len(parts) == 3:
+            document = openapi.group_version_document(self.registry, parts[1], parts[2])
+        else:
+            document = None
+        if document is None:
+            raise errors.not_found_path()
+        return _json_response(document)
 
     def _api_versions(self, request: web.Request) -> dict[str, Any]:
         return {
