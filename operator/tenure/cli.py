@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
 from tenure import __version__
+from tenure.config import ConfigError, add_run_arguments, parse_run_config
 from tenure.manifests import CheckReport, check_paths
 
 EXIT_OK = 0
@@ -52,6 +54,16 @@ def _build_parser() -> argparse.ArgumentParser:
         action='store_true',
         help='skip documents that are not ServiceIdentities instead of reporting them',
     )
+    run = commands.add_parser(
+        'run',
+        help='run the operator',
+        description='Run the Tenure operator: reconcile ServiceIdentities into Kubernetes '
+        'ServiceAccounts with RBAC and Vault material, and revoke them with proof. Kubernetes from '
+        '--kubeconfig, $KUBECONFIG or in-cluster config; Vault from $VAULT_ADDR and $VAULT_TOKEN '
+        '(flags override the environment). Fails fast when Kubernetes or Vault is unreachable, the '
+        'CRD is missing, or the auth or KV mount does not exist.',
+    )
+    add_run_arguments(run)
     return parser
 
 
@@ -84,4 +96,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         report = check_paths(paths, ignore_other_kinds=args.ignore_other_kinds)
         _print_check(report, args.output, stream)
         return EXIT_OK if report.ok else EXIT_PROBLEMS
+    if args.command == 'run':
+        try:
+            config = parse_run_config(args, os.environ)
+        except ConfigError as e:
+            parser.error(str(e))
+        from tenure.app import run as run_operator
+
+        return run_operator(config)
     raise AssertionError(f'unhandled command {args.command!r}')

@@ -1,0 +1,103 @@
+"""Building the Kubernetes and Vault clients from the operator's configuration.
+
+The operator logs in to Vault with a token (VAULT_TOKEN, --vault-token-file) or with Vault's
+Kubernetes auth (--vault-auth-role) using its pod's ServiceAccount token; a Kubernetes-auth token is
+renewed, or replaced by a new login, before it runs out.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import hvac
+import kubernetes
+
+from tenure.adapters.kubernetes import KubeObjects
+from tenure.adapters.vault import VaultMaterial, translated
+from tenure.config import OperatorConfig, VaultConfig
+from tenure.errors import PermanentError
+
+log = logging.getLogger(__name__)
+
+
+def kubernetes_api(kubeconfig: str | None) -> kubernetes.client.ApiClient:
+    """In-cluster config inside a pod, else the kubeconfig (explicit, $KUBECONFIG or ~/.kube)."""
+    configuration = kubernetes.client.Configuration()
+    try:
+        if kubeconfig is None and os.environ.get('KUBERNETES_SERVICE_HOST'):
+            kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration
+            )
+        else:
+            kubernetes.config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=kubeconfig, client_configuration=configuration
+            )
+    except (kubernetes.config.ConfigException, OSError) as e:
+        raise PermanentError(f'cannot load Kubernetes configuration: {e}') from None
+    return kubernetes.client.ApiClient(configuration)
+
+
+class VaultLogin:
+    """The operator's own Vault token, kept fresh when it came from Kubernetes auth."""
+
+    REFRESH_AT = 2 / 3
+    """Renew (or log in again) once this share of the token's lifetime has passed."""
+
+    def __init__(self, client: hvac.Client, config: VaultConfig, auth_mount: str) -> None:
+        self.client = client
+        self.config = config
+        self.auth_mount = auth_mount
+        self._lock = threading.Lock()
+        self._refresh_at: float | None = None
+
+    def login(self) -> None:
+        """Log in with the ServiceAccount token (no-op with a static token)."""
+        role = self.config.auth_role
+        if role is None:
+            return
+        try:
+            jwt = self.config.auth_jwt_file.read_text(encoding='utf-8').strip()
+        except OSError as e:
+            raise PermanentError(
+                f'cannot read the ServiceAccount token {self.config.auth_jwt_file} for Vault '
+                f'Kubernetes auth: {e.strerror}'
+            ) from None
+        with translated(f'log in to Vault as role {role} on auth/{self.auth_mount}'):
+            answer = self.client.auth.kubernetes.login(role, jwt, mount_point=self.auth_mount)
+        lease = int(answer['auth'].get('lease_duration') or 0)
+        self._refresh_at = time.monotonic() + lease * self.REFRESH_AT if lease else None
+        log.info('logged in to Vault as role %s (token valid %ss)', role, lease)
+
+    def ensure_fresh(self) -> None:
+        """Called before each reconcile: log in again when the token is getting old."""
+        with self._lock:
+            if self._refresh_at is not None and time.monotonic() >= self._refresh_at:
+                self.login()
+
+
+def vault_client(config: VaultConfig) -> hvac.Client:
+    verify: bool | str = config.ca_cert or not config.skip_verify
+    return hvac.Client(
+        url=config.addr, token=config.token, namespace=config.namespace, verify=verify, timeout=30
+    )
+
+
+def connect(
+    config: OperatorConfig, clock: Callable[[], datetime]
+) -> tuple[KubeObjects, VaultMaterial, VaultLogin]:
+    """Build the adapters, log in to Vault, and check both ends are ready (fail fast)."""
+    kube = KubeObjects(kubernetes_api(config.kubeconfig), clock=clock)
+    kube.check_ready()
+    client = vault_client(config.vault)
+    login = VaultLogin(client, config.vault, config.auth_mount)
+    login.login()
+    vault = VaultMaterial(
+        client, kv_mount=config.kv_mount, auth_mount=config.auth_mount, clock=clock
+    )
+    vault.check_ready()
+    return kube, vault, login

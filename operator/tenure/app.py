@@ -1,0 +1,82 @@
+"""`tenure run`: start the operator, after checking that Kubernetes and Vault are ready."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+from typing import TextIO
+
+import kopf
+from prometheus_client import start_http_server
+
+from tenure.config import OperatorConfig
+from tenure.errors import TenureError
+from tenure.reconcile import Reconciler, Settings
+from tenure.runtime import Runtime, build_registry, operator_settings, utc_now
+
+log = logging.getLogger(__name__)
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(
+        level=level,
+        format='%(asctime)s %(levelname)s %(name)s: %(message)s',
+        stream=sys.stderr,
+    )
+
+
+def build_runtime(config: OperatorConfig) -> Runtime:
+    """Connect to Kubernetes and Vault (failing fast with a clear error) and build the runtime."""
+    from tenure.adapters.clients import connect
+
+    kube, vault, login = connect(config, utc_now)
+    reconciler = Reconciler(
+        kube,
+        vault,
+        clock=utc_now,
+        settings=Settings(
+            kv_mount=config.kv_mount,
+            auth_mount=config.auth_mount,
+            max_token_ttl=config.max_token_ttl,
+        ),
+    )
+    return Runtime(kube, reconciler, clock=utc_now, before_reconcile=login.ensure_fresh)
+
+
+async def serve(
+    runtime: Runtime,
+    config: OperatorConfig,
+    *,
+    stop_flag: asyncio.Event | threading.Event | None = None,
+    ready_flag: asyncio.Event | threading.Event | None = None,
+) -> None:
+    """Run the kopf operator with Tenure's handlers until stopped (SIGINT/SIGTERM or stop_flag)."""
+    liveness = f'http://0.0.0.0:{config.health_port}/healthz' if config.health_port else None
+    await kopf.operator(
+        registry=build_registry(runtime),
+        settings=operator_settings(),
+        clusterwide=not config.namespaces,
+        namespaces=list(config.namespaces),
+        standalone=True,
+        liveness_endpoint=liveness,
+        stop_flag=stop_flag,
+        ready_flag=ready_flag,
+    )
+
+
+def run(config: OperatorConfig, err: TextIO = sys.stderr) -> int:
+    """The `tenure run` command. Returns the exit code."""
+    configure_logging()
+    try:
+        runtime = build_runtime(config)
+    except TenureError as e:
+        err.write(f'tenure: cannot start: {e}\n')
+        return 1
+    if config.metrics_port:
+        start_http_server(config.metrics_port, registry=runtime.metrics.registry)
+    scope = ', '.join(config.namespaces) if config.namespaces else 'all namespaces'
+    log.info('Tenure operator starting: watching %s, Vault at %s', scope, config.vault.addr)
+    asyncio.run(serve(runtime, config))
+    return 0

@@ -1,0 +1,176 @@
+"""How the operator is configured: like its ecosystem (KUBECONFIG or in-cluster; VAULT_ADDR,
+VAULT_TOKEN, VAULT_NAMESPACE, VAULT_CACERT, VAULT_SKIP_VERIFY), flags override the environment.
+
+`parse_run_config` is pure (argv and environment in, config or a specific error out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from pathlib import Path
+
+from tenure.api.durations import parse_duration
+from tenure.domain.desired import DEFAULT_MAX_TOKEN_TTL
+from tenure.domain.names import DEFAULT_AUTH_MOUNT, DEFAULT_KV_MOUNT
+
+DEFAULT_METRICS_PORT = 9090
+DEFAULT_HEALTH_PORT = 8080
+SERVICE_ACCOUNT_TOKEN = Path('/var/run/secrets/kubernetes.io/serviceaccount/token')
+
+
+class ConfigError(ValueError):
+    """The configuration is unusable; the message says which setting and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class VaultConfig:
+    addr: str
+    token: str | None = dataclasses.field(default=None, repr=False)
+    """A token, from --vault-token-file or VAULT_TOKEN. Never logged (repr hides it)."""
+    auth_role: str | None = None
+    """Log in with Vault Kubernetes auth as this role instead of using a token."""
+    auth_jwt_file: Path = SERVICE_ACCOUNT_TOKEN
+    namespace: str | None = None
+    ca_cert: str | None = None
+    skip_verify: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class OperatorConfig:
+    vault: VaultConfig
+    namespaces: tuple[str, ...] = ()
+    """Watched namespaces; empty means all namespaces."""
+    kv_mount: str = DEFAULT_KV_MOUNT
+    auth_mount: str = DEFAULT_AUTH_MOUNT
+    metrics_port: int = DEFAULT_METRICS_PORT
+    health_port: int = DEFAULT_HEALTH_PORT
+    max_token_ttl: timedelta = DEFAULT_MAX_TOKEN_TTL
+    kubeconfig: str | None = None
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument(
+        '--all-namespaces',
+        action='store_true',
+        help='watch ServiceIdentities in every namespace (the default)',
+    )
+    scope.add_argument(
+        '-n',
+        '--namespace',
+        dest='namespaces',
+        action='append',
+        default=[],
+        metavar='NS',
+        help='watch only this namespace (repeatable)',
+    )
+    parser.add_argument(
+        '--kubeconfig', metavar='PATH', help='kubeconfig file (default: $KUBECONFIG or in-cluster)'
+    )
+    parser.add_argument('--vault-addr', metavar='URL', help='Vault address (default: $VAULT_ADDR)')
+    parser.add_argument(
+        '--vault-token-file',
+        metavar='PATH',
+        type=Path,
+        help="file holding the operator's Vault token (default: $VAULT_TOKEN)",
+    )
+    parser.add_argument(
+        '--vault-auth-role',
+        metavar='ROLE',
+        help="log in to Vault with Kubernetes auth as ROLE, using the pod's ServiceAccount token",
+    )
+    parser.add_argument(
+        '--vault-namespace', metavar='NS', help='Vault Enterprise namespace ($VAULT_NAMESPACE)'
+    )
+    parser.add_argument(
+        '--kv-mount', metavar='PATH', help=f'KV v2 mount of generated secrets [{DEFAULT_KV_MOUNT}]'
+    )
+    parser.add_argument(
+        '--auth-mount',
+        metavar='PATH',
+        help=f'Kubernetes auth mount of the identities [{DEFAULT_AUTH_MOUNT}]',
+    )
+    parser.add_argument(
+        '--metrics-port',
+        type=int,
+        metavar='PORT',
+        help=f'Prometheus metrics port, 0 to disable [{DEFAULT_METRICS_PORT}]',
+    )
+    parser.add_argument(
+        '--health-port',
+        type=int,
+        metavar='PORT',
+        help=f'liveness endpoint /healthz port, 0 to disable [{DEFAULT_HEALTH_PORT}]',
+    )
+    parser.add_argument(
+        '--max-token-ttl',
+        metavar='DURATION',
+        help='longest life of a Vault token issued to an identity, far from its expiry [1h]',
+    )
+
+
+def _mount(value: str, flag: str) -> str:
+    mount = value.strip('/')
+    if not mount or any(not part for part in mount.split('/')):
+        raise ConfigError(f'{flag}: {value!r} is not a mount path (e.g. secret, kubernetes)')
+    return mount
+
+
+def _port(value: int | None, default: int, flag: str) -> int:
+    port = default if value is None else value
+    if not 0 <= port <= 65535:
+        raise ConfigError(f'{flag}: {port} is not a TCP port (0 disables)')
+    return port
+
+
+def parse_run_config(args: argparse.Namespace, env: Mapping[str, str]) -> OperatorConfig:
+    """Build the operator's configuration from parsed flags and the environment."""
+    addr = args.vault_addr or env.get('VAULT_ADDR')
+    if not addr:
+        raise ConfigError('no Vault address: set VAULT_ADDR or pass --vault-addr')
+    if not addr.startswith(('http://', 'https://')):
+        raise ConfigError(f'Vault address {addr!r} must start with http:// or https://')
+    token: str | None = None
+    if args.vault_token_file is not None:
+        try:
+            token = args.vault_token_file.read_text(encoding='utf-8').strip()
+        except OSError as e:
+            raise ConfigError(
+                f'--vault-token-file: cannot read {args.vault_token_file}: {e.strerror}'
+            ) from None
+        if not token:
+            raise ConfigError(f'--vault-token-file: {args.vault_token_file} is empty')
+    elif not args.vault_auth_role:
+        token = env.get('VAULT_TOKEN') or None
+    if token is None and not args.vault_auth_role:
+        raise ConfigError(
+            'no Vault credentials: set VAULT_TOKEN, pass --vault-token-file, or --vault-auth-role '
+            'to log in with Kubernetes auth'
+        )
+    try:
+        max_ttl = (
+            parse_duration(args.max_token_ttl) if args.max_token_ttl else DEFAULT_MAX_TOKEN_TTL
+        )
+    except ValueError as e:
+        raise ConfigError(f'--max-token-ttl: {e}') from None
+    namespaces: Sequence[str] = args.namespaces or ()
+    return OperatorConfig(
+        vault=VaultConfig(
+            addr=addr.rstrip('/'),
+            token=token,
+            auth_role=args.vault_auth_role,
+            namespace=args.vault_namespace or env.get('VAULT_NAMESPACE') or None,
+            ca_cert=env.get('VAULT_CACERT') or None,
+            skip_verify=env.get('VAULT_SKIP_VERIFY', '').lower() in {'1', 'true', 'yes'},
+        ),
+        namespaces=tuple(dict.fromkeys(namespaces)),
+        kv_mount=_mount(args.kv_mount or DEFAULT_KV_MOUNT, '--kv-mount'),
+        auth_mount=_mount(args.auth_mount or DEFAULT_AUTH_MOUNT, '--auth-mount'),
+        metrics_port=_port(args.metrics_port, DEFAULT_METRICS_PORT, '--metrics-port'),
+        health_port=_port(args.health_port, DEFAULT_HEALTH_PORT, '--health-port'),
+        max_token_ttl=max_ttl,
+        kubeconfig=args.kubeconfig or env.get('KUBECONFIG') or None,
+    )

@@ -1,0 +1,76 @@
+"""Prometheus metrics. Label values are bounded: phases, results and reasons are enums."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from tenure import __version__
+from tenure.api.v1alpha1 import Phase
+
+Key = tuple[str, str]
+
+
+class _PhaseCollector(Collector):
+    """`tenure_identities{phase}`: how many ServiceIdentities are in each phase right now."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._phases: dict[Key, Phase] = {}
+
+    def set(self, key: Key, phase: Phase | None) -> None:
+        with self._lock:
+            if phase is None:
+                self._phases.pop(key, None)
+            else:
+                self._phases[key] = phase
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            'tenure_identities', 'ServiceIdentities by lifecycle phase', labels=['phase']
+        )
+        with self._lock:
+            counts = {phase: 0 for phase in Phase}
+            for phase in self._phases.values():
+                counts[phase] += 1
+        for phase, count in counts.items():
+            family.add_metric([phase.value], count)
+        yield family
+
+
+class Metrics:
+    """The operator's metrics, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.phases = _PhaseCollector()
+        self.registry.register(self.phases)
+        self.reconciles = Counter(
+            'tenure_reconcile_total',
+            'Reconciles of ServiceIdentities by result',
+            ['result'],
+            registry=self.registry,
+        )
+        self.reconcile_seconds = Histogram(
+            'tenure_reconcile_duration_seconds',
+            'Time one reconcile takes, Kubernetes and Vault calls included',
+            registry=self.registry,
+        )
+        self.revocations = Counter(
+            'tenure_revocations_total',
+            'Revocations completed and verified, by reason',
+            ['reason'],
+            registry=self.registry,
+        )
+        self.revocation_failures = Counter(
+            'tenure_revocation_failures_total',
+            'Revocation attempts that failed or could not be verified (retried)',
+            registry=self.registry,
+        )
+        Info('tenure_build', 'Tenure build information', registry=self.registry).info(
+            {'version': __version__}
+        )

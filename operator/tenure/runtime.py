@@ -1,0 +1,214 @@
+"""One operator process: its clients, the reconciler, the deadline scheduler and the kopf wiring.
+
+Both kopf handlers and the scheduler end in `Runtime.reconcile_key`, which serialises work per
+identity and always re-reads the object from the API first: a handler's body may be older than
+the status the scheduler just wrote, and a stale "Active" must never re-provision a revocation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import kopf
+
+from tenure.api.v1alpha1 import GROUP, PLURAL, VERSION
+from tenure.domain.lifecycle import Revoke
+from tenure.domain.names import FINALIZER
+from tenure.errors import PermanentError, TenureError, TransientError
+from tenure.metrics import Metrics
+from tenure.ports import KubernetesPort
+from tenure.reconcile import Outcome, ReconcileFailed, Reconciler
+from tenure.scheduler import DeadlineScheduler, Key
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 300.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def backoff(attempt: int) -> float:
+    """Exponential backoff for retries: 1, 2, 4 ... seconds, at most 5 minutes."""
+    return float(min(MAX_BACKOFF, 2 ** min(attempt, 9)))
+
+
+class IdentityReader(KubernetesPort, Protocol):
+    """The Kubernetes port plus the one read the runtime needs."""
+
+    def read_identity(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+
+
+class Runtime:
+    """Reconciles identities on kopf's events and on their deadlines, one at a time each."""
+
+    def __init__(
+        self,
+        kube: IdentityReader,
+        reconciler: Reconciler,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] = utc_now,
+        before_reconcile: Callable[[], None] | None = None,
+    ) -> None:
+        self.kube = kube
+        self.before_reconcile = before_reconcile
+        self.reconciler = reconciler
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.scheduler = DeadlineScheduler(self._on_deadline, clock=clock)
+        self._locks: dict[Key, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._failures: dict[Key, int] = {}
+
+    @contextlib.contextmanager
+    def _exclusive(self, key: Key) -> Iterator[None]:
+        with self._locks_guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            yield
+
+    def reconcile_key(self, key: Key) -> Outcome | None:
+        """Reconcile the identity as it is now in the API; None when it no longer exists."""
+        with self._exclusive(key):
+            if self.before_reconcile is not None:
+                self.before_reconcile()
+            body = self.kube.read_identity(*key)
+            if body is None:
+                self._forget(key)
+                return None
+            started = time.monotonic()
+            try:
+                outcome = self.reconciler.reconcile(body)
+            except ReconcileFailed as failure:
+                self._record_failure(key, failure)
+                raise
+            finally:
+                self.metrics.reconcile_seconds.observe(time.monotonic() - started)
+            self._failures.pop(key, None)
+            self.metrics.reconciles.labels('success').inc()
+            self.metrics.phases.set(key, outcome.status.phase)
+            if isinstance(outcome.decision, Revoke) and outcome.finished:
+                self.metrics.revocations.labels(outcome.decision.reason.value).inc()
+            self.scheduler.schedule(key, None if outcome.finished else outcome.next_deadline)
+            return outcome
+
+    def _record_failure(self, key: Key, failure: ReconcileFailed) -> None:
+        transient = isinstance(failure.cause, TransientError)
+        self.metrics.reconciles.labels('transient_error' if transient else 'permanent_error').inc()
+        if isinstance(failure.outcome.decision, Revoke):
+            self.metrics.revocation_failures.inc()
+        self.metrics.phases.set(key, failure.outcome.status.phase)
+        attempt = self._failures.get(key, 0) + 1
+        self._failures[key] = attempt
+        deadline = failure.outcome.next_deadline
+        if transient:
+            # The scheduler retries too, so a failure is retried even without a kopf event.
+            delay = failure.cause.retry_after if isinstance(failure.cause, TransientError) else None
+            retry_at = self.clock() + timedelta(seconds=delay or backoff(attempt))
+            deadline = retry_at if deadline is None else min(deadline, retry_at)
+        self.scheduler.schedule(key, deadline)
+
+    def _forget(self, key: Key) -> None:
+        self.scheduler.schedule(key, None)
+        self.metrics.phases.set(key, None)
+        self._failures.pop(key, None)
+
+    async def _on_deadline(self, key: Key) -> None:
+        try:
+            await asyncio.to_thread(self.reconcile_key, key)
+        except ReconcileFailed as failure:
+            log.warning('%s/%s: %s', key[0], key[1], failure.cause)
+        except TenureError as e:
+            log.warning('%s/%s: %s', key[0], key[1], e)
+            self.scheduler.schedule(key, self.clock() + timedelta(seconds=backoff(1)))
+
+    # -- kopf ------------------------------------------------------------------------------
+
+    def handle(self, namespace: str, name: str, retry: int, *, deleting: bool = False) -> None:
+        """Run one reconcile for a kopf handler, translating the outcome for kopf."""
+        key = (namespace, name)
+        try:
+            outcome = self.reconcile_key(key)
+        except ReconcileFailed as failure:
+            cause = failure.cause
+            if isinstance(cause, TransientError):
+                raise kopf.TemporaryError(
+                    str(cause), delay=cause.retry_after or backoff(retry)
+                ) from None
+            raise kopf.PermanentError(str(cause)) from None
+        except TransientError as e:
+            raise kopf.TemporaryError(str(e), delay=e.retry_after or backoff(retry)) from None
+        except PermanentError as e:
+            raise kopf.PermanentError(str(e)) from None
+        if deleting and outcome is not None and not outcome.finished:
+            raise kopf.TemporaryError('revocation is not verified yet', delay=backoff(retry))
+
+
+def operator_settings(max_workers: int = 16) -> kopf.OperatorSettings:
+    """kopf settings Tenure depends on."""
+    settings = kopf.OperatorSettings()
+    # Handler progress and the diff base live in annotations: a structural schema prunes
+    # `status.kopf` (kopf#574), and Tenure owns `status` entirely.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix='tenure.dev')
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix='tenure.dev', key='last-handled-configuration'
+    )
+    settings.persistence.finalizer = FINALIZER
+    # Tenure records its own reason-coded events; kopf's per-handler events would be noise.
+    settings.posting.enabled = False
+    settings.execution.max_workers = max_workers
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+    return settings
+
+
+def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
+    """The kopf handlers: thin, they only call the runtime."""
+    registry = kopf.OperatorRegistry()
+    tasks: list[asyncio.Task[None]] = []
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        info: kopf.ConnectionInfo | None = kopf.login_with_service_account(
+            **kwargs
+        ) or kopf.login_with_kubeconfig(**kwargs)
+        return info
+
+    @kopf.on.startup(registry=registry)
+    async def start_scheduler(**_: Any) -> None:
+        tasks.append(asyncio.create_task(runtime.scheduler.run(), name='tenure-deadlines'))
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_scheduler(**_: Any) -> None:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
+    def resumed(*, namespace: str | None, name: str, retry: int, **_: Any) -> None:
+        runtime.handle(namespace or '', name, retry)
+
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry)
+    def created(*, namespace: str | None, name: str, retry: int, **_: Any) -> None:
+        runtime.handle(namespace or '', name, retry)
+
+    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry)
+    def updated(*, namespace: str | None, name: str, retry: int, **_: Any) -> None:
+        runtime.handle(namespace or '', name, retry)
+
+    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
+    def deleted(*, namespace: str | None, name: str, retry: int, **_: Any) -> None:
+        runtime.handle(namespace or '', name, retry, deleting=True)
+
+    return registry
