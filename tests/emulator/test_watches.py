@@ -243,3 +243,27 @@ def test_the_python_client_watch_helper_works(core: client.CoreV1Api, namespace:
         seen.append((event['type'], event['object'].metadata.name))
         break
     assert seen == [('ADDED', 's')]
+
+
+def test_watching_an_object_url_follows_that_object(emulator, namespace) -> None:  # type: ignore[no-untyped-def]
+    """The deprecated forms `/api/v1/watch/...` and `?watch=true` on an object's URL watch that
+    one name (https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes)."""
+    path = _config_maps(namespace)
+    rv = http(emulator, 'POST', path, {'metadata': {'name': 'a'}}).body['metadata'][
+        'resourceVersion'
+    ]
+    http(emulator, 'POST', path, {'metadata': {'name': 'b'}})
+    http(
+        emulator,
+        'PATCH',
+        path + '/a',
+        {'data': {'k': 'v'}},
+        content_type='application/merge-patch+json',
+    )
+    legacy = (
+        f'/api/v1/watch/namespaces/{namespace}/configmaps/a?resourceVersion={rv}&timeoutSeconds=5'
+    )
+    for url in (legacy, f'{path}/a?watch=true&resourceVersion={rv}&timeoutSeconds=5'):
+        with stream(emulator, url) as events:
+            (event,) = take(events, 1)
+        assert (event['type'], event['object']['metadata']['name']) == ('MODIFIED', 'a')

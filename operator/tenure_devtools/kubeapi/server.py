@@ -409,13 +409,10 @@ class KubeApiEmulator:
         method = request.method
         namespace = info.namespace if rt.namespaced else ''
         verb = info.verb
-        is_watch = watch_path or (method == 'GET' and _truthy(query.get('watch')))
-        if is_watch:
+        if watch_path or (method == 'GET' and _truthy(query.get('watch'))):
+            if info.subresource:
+                raise errors.method_not_allowed()
             verb = 'watch'
-        elif info.subresource in ('status', 'finalize') and verb in ('update', 'patch', 'get'):
-            pass  # subresource verbs are listed in discovery under `plural/status`
-        elif info.subresource == 'token':
-            verb = 'create' if method == 'POST' else verb
         if info.subresource == 'token':
             if method != 'POST':
                 raise errors.method_not_allowed()
@@ -424,14 +421,21 @@ class KubeApiEmulator:
                 namespace, info.name, body, self._write_options(request, 'CreateOptions')
             )
             return self._outcome(outcome, accept)
-        if verb not in rt.verbs and not info.subresource:
+        if info.subresource:
+            # Discovery lists `plural/status` with get/patch/update, `namespaces/finalize` update.
+            allowed = ('PUT',) if info.subresource == 'finalize' else ('GET', 'PUT', 'PATCH')
+            if method not in allowed:
+                raise errors.method_not_allowed()
+        elif verb not in rt.verbs:
             raise errors.method_not_supported(rt.group_resource, verb)
-        if info.subresource and method not in ('GET', 'PUT', 'PATCH'):
-            raise errors.method_not_allowed()
-        if info.subresource == 'finalize' and method != 'PUT':
-            raise errors.method_not_allowed()
         if verb == 'watch':
             list_options = self._list_options(query)
+            if info.name:
+                # A watch on an object's URL watches that name (the deprecated form).
+                by_name = f'metadata.name={info.name}'
+                list_options.field_selector = ','.join(
+                    s for s in (list_options.field_selector, by_name) if s
+                )
             return await self._watches.serve(
                 request, rt, namespace or None, list_options, {'Cache-Control': 'no-cache, private'}
             )
