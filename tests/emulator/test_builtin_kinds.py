@@ -234,3 +234,32 @@ def test_leases_round_trip(api_client: client.ApiClient, namespace: str) -> None
     )
     assert renewed.spec.holder_identity == 'you'
     assert renewed.spec.lease_duration_seconds == 15
+
+
+def test_events_written_through_events_k8s_io_need_its_fields(
+    emulator: KubeApiEmulator, namespace: str
+) -> None:
+    """events.k8s.io/v1 Events require eventTime, reportingController, reportingInstance,
+    action, reason and a Normal/Warning type; they read back through core/v1 too."""
+    path = f'/apis/events.k8s.io/v1/namespaces/{namespace}/events'
+    body = {
+        'apiVersion': 'events.k8s.io/v1',
+        'kind': 'Event',
+        'metadata': {'name': 'e'},
+        'eventTime': '2026-01-01T00:00:00.000000Z',
+        'reportingController': 'tenure.dev/operator',
+        'reportingInstance': 'tenure-0',
+        'action': 'Revoke',
+        'reason': 'Expired',
+        'type': 'Normal',
+        'note': 'access expired',
+        'regarding': {'kind': 'ServiceIdentity', 'name': 'a', 'namespace': namespace},
+    }
+    assert http(emulator, 'POST', path, body).status == 201
+    core = http(emulator, 'GET', f'/api/v1/namespaces/{namespace}/events/e').body
+    assert (core['message'], core['involvedObject']['name']) == ('access expired', 'a')
+    incomplete = {k: v for k, v in body.items() if k not in ('reportingController', 'action')}
+    answer = http(emulator, 'POST', path, dict(incomplete, metadata={'name': 'f'}))
+    assert answer.status == 422
+    fields = {c['field'] for c in answer.body['details']['causes']}
+    assert fields == {'reportingController', 'action'}

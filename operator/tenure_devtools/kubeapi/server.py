@@ -235,7 +235,7 @@ class KubeApiEmulator:
             ('/healthz/', '/readyz/', '/livez/')
         ):
             return web.Response(text='ok', content_type='text/plain')
-        if path == '/version':
+        if path in ('/version', '/version/'):  # the official Python client asks for /version/
             return _json_response(SERVER_VERSION)
         if path == '/.well-known/openid-configuration':
             return _json_response(self.tokens.openid_configuration(self.url))

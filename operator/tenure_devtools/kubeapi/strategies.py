@@ -362,7 +362,31 @@ class CoreEventStrategy(Strategy):
 
 
 class EventsV1Strategy(CoreEventStrategy):
-    """events.k8s.io/v1 decodes its own field names; validation sees the stored core form."""
+    """events.k8s.io/v1 decodes its own field names; validation sees the stored core form.
+
+    Events written through events.k8s.io/v1 must carry the fields of the new API
+    (pkg/apis/core/validation/events.go, for requests of that version).
+    """
+
+    # stored (core) field -> the events.k8s.io/v1 name a client sees in errors
+    _REQUIRED = (
+        ('eventTime', 'eventTime'),
+        ('reportingComponent', 'reportingController'),
+        ('reportingInstance', 'reportingInstance'),
+        ('action', 'action'),
+        ('reason', 'reason'),
+    )
+
+    def validate(self, rt: ResourceType, obj: Obj) -> list[Cause]:
+        problems = super().validate(rt, obj)
+        problems.extend(
+            meta.required(shown) for stored, shown in self._REQUIRED if not obj.get(stored)
+        )
+        if obj.get('type') not in ('Normal', 'Warning'):
+            problems.append(
+                meta.not_supported('type', obj.get('type') or '', ['Normal', 'Warning'])
+            )
+        return problems
 
     known_fields = frozenset(
         {
