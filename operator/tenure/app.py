@@ -29,9 +29,21 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 def build_runtime(config: OperatorConfig) -> Runtime:
     """Connect to Kubernetes and Vault (failing fast with a clear error) and build the runtime."""
-    from tenure.adapters.clients import connect
+    from tenure.adapters.clients import connect, connection_of, in_cluster
 
     kube, vault, login = connect(config, utc_now)
+
+    def kopf_login() -> kopf.ConnectionInfo:
+        found = connection_of(kube.api)
+        return kopf.ConnectionInfo(
+            server=found.server,
+            ca_path=found.ca_path,
+            insecure=found.insecure,
+            certificate_path=found.certificate_path,
+            private_key_path=found.private_key_path,
+            token=found.token,
+        )
+
     reconciler = Reconciler(
         kube,
         vault,
@@ -42,7 +54,14 @@ def build_runtime(config: OperatorConfig) -> Runtime:
             max_token_ttl=config.max_token_ttl,
         ),
     )
-    return Runtime(kube, reconciler, clock=utc_now, before_reconcile=login.ensure_fresh)
+    return Runtime(
+        kube,
+        reconciler,
+        clock=utc_now,
+        before_reconcile=login.ensure_fresh,
+        # In a pod, kopf's own ServiceAccount login follows the rotation of the projected token.
+        connection=None if in_cluster(config.kubeconfig) else kopf_login,
+    )
 
 
 async def serve(

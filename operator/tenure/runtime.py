@@ -58,9 +58,12 @@ class Runtime:
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = utc_now,
         before_reconcile: Callable[[], None] | None = None,
+        connection: Callable[[], kopf.ConnectionInfo] | None = None,
     ) -> None:
         self.kube = kube
         self.before_reconcile = before_reconcile
+        self.connection = connection
+        """kopf's credentials; None for kopf's own in-cluster ServiceAccount login."""
         self.reconciler = reconciler
         self.metrics = metrics or Metrics()
         self.clock = clock
@@ -179,9 +182,9 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        info: kopf.ConnectionInfo | None = kopf.login_with_service_account(
-            **kwargs
-        ) or kopf.login_with_kubeconfig(**kwargs)
+        if runtime.connection is not None:
+            return runtime.connection()
+        info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs)
         return info
 
     @kopf.on.startup(registry=registry)

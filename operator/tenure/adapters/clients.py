@@ -7,6 +7,7 @@ renewed, or replaced by a new login, before it runs out.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -25,11 +26,48 @@ from tenure.errors import PermanentError
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class Connection:
+    """How to reach the Kubernetes API, for clients other than the official one (kopf)."""
+
+    server: str
+    ca_path: str | None
+    insecure: bool
+    certificate_path: str | None
+    private_key_path: str | None
+    token: str | None = dataclasses.field(default=None, repr=False)
+
+
+def connection_of(api: kubernetes.client.ApiClient) -> Connection:
+    """The credentials an ApiClient uses (so kopf talks to the same API as the same user)."""
+    configuration = api.configuration
+    hook = getattr(configuration, 'refresh_api_key_hook', None)
+    if hook is not None:
+        hook(configuration)
+    token = (configuration.api_key or {}).get('authorization') or (configuration.api_key or {}).get(
+        'BearerToken'
+    )
+    if token is not None:
+        token = token.removeprefix('Bearer ').strip()
+    return Connection(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+        token=token or None,
+    )
+
+
+def in_cluster(kubeconfig: str | None) -> bool:
+    return kubeconfig is None and bool(os.environ.get('KUBERNETES_SERVICE_HOST'))
+
+
 def kubernetes_api(kubeconfig: str | None) -> kubernetes.client.ApiClient:
     """In-cluster config inside a pod, else the kubeconfig (explicit, $KUBECONFIG or ~/.kube)."""
     configuration = kubernetes.client.Configuration()
     try:
-        if kubeconfig is None and os.environ.get('KUBERNETES_SERVICE_HOST'):
+        if in_cluster(kubeconfig):
             kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
                 client_configuration=configuration
             )

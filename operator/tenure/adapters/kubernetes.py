@@ -3,33 +3,85 @@
 Thin and idempotent: reads before it writes, writes only what differs, deletes only objects that
 carry this identity's labels (a ServiceAccount of the same name created by someone else is never
 adopted, overwritten or deleted). Client errors become `TransientError` or `PermanentError`.
+
+Compare-then-write is guarded by the API's own optimistic concurrency: a patch carries the
+`resourceVersion` that was compared, a delete carries the `uid` that was checked, so an object
+changed or replaced in between answers 409 Conflict (a TransientError: the next reconcile reads
+again) instead of being overwritten or deleted by mistake
+(https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final, cast
+from typing import Any, Final, Literal, cast
 
 import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tenure.api.base import format_timestamp
 from tenure.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION, ProofCheck
 from tenure.domain.desired import Manifest
 from tenure.domain.names import IDENTITY_LABEL, MANAGED_BY, MANAGED_BY_LABEL, IdentityNames
-from tenure.errors import NameConflict, PermanentError, TransientError
+from tenure.errors import NameConflict, PermanentError, TenureError, TransientError
 
 log = logging.getLogger(__name__)
 
 SA_TOKEN_TYPE: Final = 'kubernetes.io/service-account-token'
 SA_NAME_ANNOTATION: Final = 'kubernetes.io/service-account.name'
+SA_UID_ANNOTATION: Final = 'kubernetes.io/service-account.uid'
 EVENT_MESSAGE_LIMIT: Final = 1024
 GONE: Final = 'Gone'
+MERGE_PATCH: Final = 'application/merge-patch+json'
+"""RFC 7386: maps merge, lists are replaced whole, null removes. Chosen over the client's default
+(strategic merge) so a patch means the same for built-in kinds and for the custom resource."""
+STATUS_MESSAGE_LIMIT: Final = 300
+
+Kind = Literal['ServiceAccount', 'Role', 'RoleBinding']
+Managed = client.V1ServiceAccount | client.V1Role | client.V1RoleBinding
+KINDS: Final[tuple[Kind, ...]] = ('ServiceAccount', 'Role', 'RoleBinding')
+
+
+def _status_message(e: ApiException) -> str:
+    """The API's own explanation (a `Status.message`), never the request or response object."""
+    try:
+        body = json.loads(e.body or '')
+    except ValueError:
+        return ''
+    if not isinstance(body, dict) or body.get('kind') != 'Status':
+        return ''
+    message = str(body.get('message') or '')
+    if len(message) > STATUS_MESSAGE_LIMIT:
+        message = message[: STATUS_MESSAGE_LIMIT - 3] + '...'
+    return message
+
+
+def _retry_after(e: ApiException) -> float | None:
+    # The apiserver sends whole seconds (429 from API Priority and Fairness, 5xx while starting);
+    # an HTTP-date form is not used by it and is ignored rather than guessed at.
+    value = (e.headers or {}).get('Retry-After')
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and seconds >= 0 else None
+
+
+def translate(e: ApiException, action: str) -> TenureError:
+    """An API error as the operator's vocabulary: 409, 429 and 5xx are worth retrying."""
+    status = e.status or 0
+    explanation = _status_message(e) or e.reason or 'error'
+    message = f'could not {action}: {status} {explanation}'
+    # 409: a conflict (stale resourceVersion, uid precondition, object being deleted) passes
+    # once the next reconcile has read the object again. 0: the client gave up without a reply.
+    if status in (0, 409, 429) or status >= 500:
+        return TransientError(message, retry_after=_retry_after(e))
+    return PermanentError(message)
 
 
 @contextlib.contextmanager
@@ -38,54 +90,55 @@ def translated(action: str) -> Iterator[None]:
     try:
         yield
     except ApiException as e:
-        status = e.status or 0
-        reason = e.reason or 'error'
-        if status == 429 or status >= 500 or status in (0, 409):
-            retry_after = None
-            headers = e.headers or {}
-            if headers.get('Retry-After', '').isdigit():
-                retry_after = float(headers['Retry-After'])
-            raise TransientError(
-                f'could not {action}: {status} {reason}', retry_after=retry_after
-            ) from e
-        raise PermanentError(f'could not {action}: {status} {reason}') from e
+        raise translate(e, action) from e
     except (OSError, urllib3.exceptions.HTTPError) as e:
+        # Connection refused, DNS, TLS, timeouts: the API is not reachable right now.
         raise TransientError(f'could not {action}: {type(e).__name__}') from e
 
 
-def _owned_by(obj: Any, names: IdentityNames, uid: str | None) -> bool:
-    """Labelled for this identity and, when `uid` is given, owned by that ServiceIdentity."""
-    meta = obj.metadata
-    labels = meta.labels or {}
-    if labels.get(MANAGED_BY_LABEL) != MANAGED_BY or labels.get(IDENTITY_LABEL) != names.name:
-        return False
-    if uid is None:
-        return True
-    return any(ref.uid == uid for ref in meta.owner_references or [])
+def _meta(obj: Managed | client.V1Secret) -> client.V1ObjectMeta:
+    # Objects read from the API always have metadata.
+    return cast(client.V1ObjectMeta, obj.metadata)
+
+
+def _name(obj: Managed | client.V1Secret) -> str:
+    return cast(str, _meta(obj).name)
+
+
+def _uid(obj: Managed | client.V1Secret) -> str:
+    return cast(str, _meta(obj).uid)
+
+
+def _labelled(obj: Managed, names: IdentityNames) -> bool:
+    labels = _meta(obj).labels or {}
+    return labels.get(MANAGED_BY_LABEL) == MANAGED_BY and labels.get(IDENTITY_LABEL) == names.name
 
 
 def _owner_uid(desired: Sequence[Manifest]) -> str | None:
     refs = desired[0]['metadata'].get('ownerReferences') if desired else None
-    return refs[0]['uid'] if refs else None
+    return cast(str, refs[0]['uid']) if refs else None
 
 
-def _normalised_rules(rules: Sequence[Any]) -> list[dict[str, Any]]:
-    out = []
-    for rule in rules:
-        data = rule if isinstance(rule, Mapping) else rule.model_dump(by_alias=True)
-        out.append(
-            {
-                'apiGroups': list(data.get('apiGroups') or []),
-                'resources': list(data.get('resources') or []),
-                'resourceNames': list(data.get('resourceNames') or []),
-                'verbs': list(data.get('verbs') or []),
-            }
-        )
-    return out
+def _conflict(obj: Managed, names: IdentityNames, uid: str | None) -> str | None:
+    """Why `obj` is not this identity's to manage, or None when it is."""
+    if not _labelled(obj, names):
+        return f'it is not labelled {names.selector}'
+    if uid is not None and not any(ref.uid == uid for ref in _meta(obj).owner_references or []):
+        # Labelled for this name but owned by another (e.g. an earlier, deleted) ServiceIdentity:
+        # adopting it would carry that identity's grants and tokens over to a new approval.
+        return f'it is owned by another ServiceIdentity than {names.namespace}/{names.name}'
+    return None
 
 
-def _by_kind(methods: dict[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
-    return methods
+def _pruned(value: Any) -> Any:
+    """A value with unset fields dropped, so `[]`, `''` and absent compare equal as the API
+    treats them (the server omits empty optional fields; models render them as None)."""
+    if isinstance(value, Mapping):
+        out = {k: _pruned(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v not in (None, '', [], {})}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value
 
 
 class KubeObjects:
@@ -101,220 +154,242 @@ class KubeObjects:
     # -- startup ---------------------------------------------------------------------------
 
     def check_ready(self) -> None:
-        """Fail fast: the API answers and the ServiceIdentity CRD is installed."""
+        """Fail fast: the API answers and the ServiceIdentity CRD (with status) is served."""
         with translated('reach the Kubernetes API'):
             client.VersionApi(self.api).get_code()
+        install = 'install the CRD: kubectl apply -f crds/'
         try:
-            resources = client.CustomObjectsApi(self.api).api_client.call_api(
-                f'/apis/{GROUP}/{VERSION}',
-                'GET',
-                response_type='object',
-                _return_http_data_only=True,
-            )
+            resources = self.custom.get_api_resources(GROUP, VERSION)
         except ApiException as e:
             if e.status == 404:
-                raise PermanentError(
-                    f'the {GROUP}/{VERSION} API is not served: install the CRD '
-                    '(kubectl apply -f crds/)'
-                ) from e
-            raise
-        if not any(r.get('name') == PLURAL for r in resources.get('resources', [])):
-            raise PermanentError(f'{PLURAL}.{GROUP} is not served: kubectl apply -f crds/')
+                raise PermanentError(f'the {GROUP}/{VERSION} API is not served: {install}') from e
+            raise translate(e, f'discover the {GROUP}/{VERSION} API') from e
+        except (OSError, urllib3.exceptions.HTTPError) as e:
+            raise TransientError(f'could not discover {GROUP}/{VERSION}: {type(e).__name__}') from e
+        served = {r.name for r in resources.resources}
+        for needed in (PLURAL, f'{PLURAL}/status'):
+            if needed not in served:
+                raise PermanentError(f'{needed}.{GROUP}/{VERSION} is not served: {install}')
 
     # -- reads -----------------------------------------------------------------------------
 
     def read_identity(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The ServiceIdentity as the API has it now, None when it is gone."""
         try:
-            with translated(f'read ServiceIdentity {namespace}/{name}'):
-                obj = self.custom.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, PLURAL, name
-                )
-                return cast(dict[str, Any], obj)
-        except PermanentError as e:
-            if isinstance(e.__cause__, ApiException) and e.__cause__.status == 404:
-                return None
-            raise
-
-    def service_account_uid(self, names: IdentityNames) -> str | None:
-        sa = self._get('ServiceAccount', names.namespace, names.service_account)
-        if sa is None or not _owned_by(sa, names, None):
-            return None
-        uid: str = sa.metadata.uid
-        return uid
-
-    def _get(self, kind: str, namespace: str, name: str) -> Any | None:
-        reader = _by_kind(
-            {
-                'ServiceAccount': self.core.read_namespaced_service_account,
-                'Role': self.rbac.read_namespaced_role,
-                'RoleBinding': self.rbac.read_namespaced_role_binding,
-            }
-        )[kind]
-        try:
-            return reader(name, namespace)
+            obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
         except ApiException as e:
             if e.status == 404:
                 return None
-            with translated(f'read {kind} {namespace}/{name}'):
+            raise translate(e, f'read ServiceIdentity {namespace}/{name}') from e
+        except (OSError, urllib3.exceptions.HTTPError) as e:
+            raise TransientError(
+                f'could not read ServiceIdentity {namespace}/{name}: {type(e).__name__}'
+            ) from e
+        return cast(dict[str, Any], obj)
+
+    def service_account_uid(self, names: IdentityNames) -> str | None:
+        sa = self._get('ServiceAccount', names.namespace, names.service_account)
+        if sa is None or not _labelled(sa, names):
+            return None
+        return _uid(sa)
+
+    def _get(self, kind: Kind, namespace: str, name: str) -> Managed | None:
+        with translated(f'read {kind} {namespace}/{name}'):
+            try:
+                if kind == 'ServiceAccount':
+                    return self.core.read_namespaced_service_account(name, namespace)
+                if kind == 'Role':
+                    return self.rbac.read_namespaced_role(name, namespace)
+                return self.rbac.read_namespaced_role_binding(name, namespace)
+            except ApiException as e:
+                if e.status == 404:
+                    return None
                 raise
 
-    def _managed(self, kind: str, names: IdentityNames) -> list[Any]:
-        lister = _by_kind(
-            {
-                'ServiceAccount': self.core.list_namespaced_service_account,
-                'Role': self.rbac.list_namespaced_role,
-                'RoleBinding': self.rbac.list_namespaced_role_binding,
-            }
-        )[kind]
+    def _managed(self, kind: Kind, names: IdentityNames) -> list[Managed]:
+        """This identity's objects of `kind`, found by their labels."""
+        selector = names.selector
         with translated(f'list {kind}s of {names.namespace}/{names.name}'):
-            items: list[Any] = lister(names.namespace, label_selector=names.selector).items
-            return items
+            items: Sequence[Managed]
+            if kind == 'ServiceAccount':
+                items = self.core.list_namespaced_service_account(
+                    names.namespace, label_selector=selector
+                ).items
+            elif kind == 'Role':
+                items = self.rbac.list_namespaced_role(
+                    names.namespace, label_selector=selector
+                ).items
+            else:
+                items = self.rbac.list_namespaced_role_binding(
+                    names.namespace, label_selector=selector
+                ).items
+        return list(items)
 
-    def _token_secrets(self, names: IdentityNames) -> list[Any]:
+    def _token_secrets(self, names: IdentityNames) -> list[client.V1Secret]:
+        """The ServiceAccount's legacy token Secrets, when the ServiceAccount is (or was) ours.
+
+        A token Secret belongs to the ServiceAccount named in its annotation, and to the one with
+        the uid in its uid annotation once the tokens controller has filled it in
+        (https://kubernetes.io/docs/concepts/configuration/secret/#serviceaccount-token-secrets).
+        Those of a same-named ServiceAccount that Tenure does not manage are left alone.
+        """
+        sa = self._get('ServiceAccount', names.namespace, names.service_account)
+        if sa is not None and not _labelled(sa, names):
+            return []
+        sa_uid = None if sa is None else _uid(sa)
         with translated(f'list token Secrets of {names.namespace}/{names.name}'):
             secrets = self.core.list_namespaced_secret(
                 names.namespace, field_selector=f'type={SA_TOKEN_TYPE}'
             ).items
-        return [
-            s
-            for s in secrets
-            if s.metadata is not None
-            and (s.metadata.annotations or {}).get(SA_NAME_ANNOTATION) == names.service_account
-        ]
+        found = []
+        for secret in secrets:
+            annotations = _meta(secret).annotations or {}
+            if annotations.get(SA_NAME_ANNOTATION) != names.service_account:
+                continue
+            if sa_uid is not None and annotations.get(SA_UID_ANNOTATION) not in (None, sa_uid):
+                continue
+            found.append(secret)
+        return found
 
     # -- apply -----------------------------------------------------------------------------
 
     def apply(self, names: IdentityNames, desired: Sequence[Manifest]) -> list[str]:
         """Converge the identity's objects to `desired`; return 'Kind/name' of what changed."""
         uid = _owner_uid(desired)
-        current: dict[tuple[str, str], Any] = {}
-        # Every name is checked before anything is written: a conflict creates nothing.
+        current: dict[tuple[str, str], Managed | None] = {}
+        # Every name is checked before anything is written: a conflict writes nothing at all.
         for obj in desired:
-            kind, name = obj['kind'], obj['metadata']['name']
+            kind, name = cast(Kind, obj['kind']), cast(str, obj['metadata']['name'])
             found = self._get(kind, names.namespace, name)
-            if found is not None and not _owned_by(found, names, uid):
-                labels = found.metadata.labels or {}
-                detail = (
-                    'it belongs to another ServiceIdentity of that name'
-                    if labels.get(IDENTITY_LABEL) == names.name
-                    else 'it has no Tenure labels for this identity'
-                )
-                raise NameConflict(kind, f'{names.namespace}/{name}', detail)
+            if found is not None:
+                detail = _conflict(found, names, uid)
+                if detail is not None:
+                    raise NameConflict(kind, f'{names.namespace}/{name}', detail)
             current[(kind, name)] = found
         changed: list[str] = []
-        wanted = {(o['kind'], o['metadata']['name']) for o in desired}
+        # Narrowing first: grants no longer approved go before anything new is written.
         for kind in ('RoleBinding', 'Role'):
-            for obj in self._managed(kind, names):
-                if (kind, obj.metadata.name) not in wanted:
-                    self._delete(kind, names.namespace, obj.metadata.name)
-                    changed.append(f'{kind}/{obj.metadata.name}')
+            for managed in self._managed(kind, names):
+                if (kind, _name(managed)) not in current:
+                    self._delete(kind, names.namespace, managed)
+                    changed.append(f'{kind}/{_name(managed)}')
         for obj in desired:
-            kind, name = obj['kind'], obj['metadata']['name']
+            kind, name = cast(Kind, obj['kind']), cast(str, obj['metadata']['name'])
             if self._converge(kind, names.namespace, obj, current[(kind, name)]):
                 changed.append(f'{kind}/{name}')
         return changed
 
-    def _converge(self, kind: str, namespace: str, desired: Manifest, found: Any | None) -> bool:
-        name = desired['metadata']['name']
+    def _converge(
+        self, kind: Kind, namespace: str, desired: Manifest, found: Managed | None
+    ) -> bool:
         if found is None:
             self._create(kind, namespace, desired)
             return True
-        if kind == 'RoleBinding':
-            found_ref = found.role_ref
-            ref = desired['roleRef']
-            if (found_ref.kind, found_ref.name) != (ref['kind'], ref['name']):
-                # roleRef is immutable: a different role means a new binding.
-                self._delete(kind, namespace, name)
+        if isinstance(found, client.V1RoleBinding):
+            ref = found.role_ref.model_dump(mode='json', by_alias=True)
+            if _pruned(ref) != _pruned(desired['roleRef']):
+                # roleRef is immutable (the API answers 422): a different role is a new binding.
+                self._delete(kind, namespace, found)
                 self._create(kind, namespace, desired)
                 return True
-        patch = self._difference(kind, desired, found)
-        if not patch:
+        patch = self._difference(desired, found)
+        if patch is None:
             return False
-        patcher = _by_kind(
-            {
-                'ServiceAccount': self.core.patch_namespaced_service_account,
-                'Role': self.rbac.patch_namespaced_role,
-                'RoleBinding': self.rbac.patch_namespaced_role_binding,
-            }
-        )[kind]
+        name = _name(found)
         with translated(f'update {kind} {namespace}/{name}'):
-            patcher(name, namespace, patch)
+            if kind == 'ServiceAccount':
+                self.core.patch_namespaced_service_account(
+                    name, namespace, patch, _content_type=MERGE_PATCH
+                )
+            elif kind == 'Role':
+                self.rbac.patch_namespaced_role(name, namespace, patch, _content_type=MERGE_PATCH)
+            else:
+                self.rbac.patch_namespaced_role_binding(
+                    name, namespace, patch, _content_type=MERGE_PATCH
+                )
         return True
 
-    def _difference(self, kind: str, desired: Manifest, found: Any) -> dict[str, Any]:
-        """A merge patch with only what differs (labels and annotations others added stay)."""
-        patch: dict[str, Any] = {}
-        meta = found.metadata
+    def _difference(self, desired: Manifest, found: Managed) -> dict[str, Any] | None:
+        """A merge patch of what differs, None when nothing does.
+
+        Only the labels and annotations Tenure sets are compared and written: those added by
+        others (GitOps tools, kubectl) stay. Ownership was checked before, so ownerReferences are
+        left as they are. Every other top-level field of the manifest (rules, subjects) is
+        Tenure's alone and replaced whole when it differs.
+        """
+        meta = _meta(found)
         want = desired['metadata']
-        labels = {k: v for k, v in want['labels'].items() if (meta.labels or {}).get(k) != v}
-        annotations = {
-            k: v for k, v in want['annotations'].items() if (meta.annotations or {}).get(k) != v
-        }
-        refs = [(r.uid, r.name) for r in meta.owner_references or []]
         metadata: dict[str, Any] = {}
-        if labels:
-            metadata['labels'] = labels
-        if annotations:
-            metadata['annotations'] = annotations
-        if refs != [(r['uid'], r['name']) for r in want['ownerReferences']]:
-            metadata['ownerReferences'] = want['ownerReferences']
-        if metadata:
-            patch['metadata'] = metadata
-        if kind == 'Role' and _normalised_rules(found.rules or []) != _normalised_rules(
-            desired['rules']
-        ):
-            patch['rules'] = desired['rules']
-        if kind == 'RoleBinding':
-            subjects = [(s.kind, s.name, s.namespace) for s in found.subjects or []]
-            if subjects != [(s['kind'], s['name'], s['namespace']) for s in desired['subjects']]:
-                patch['subjects'] = desired['subjects']
+        for field, have in (('labels', meta.labels or {}), ('annotations', meta.annotations or {})):
+            differs = {k: v for k, v in want.get(field, {}).items() if have.get(k) != v}
+            if differs:
+                metadata[field] = differs
+        patch: dict[str, Any] = {}
+        wire = found.model_dump(mode='json', by_alias=True)
+        for field, value in desired.items():
+            if field in ('apiVersion', 'kind', 'metadata', 'roleRef'):
+                continue
+            if _pruned(value) != _pruned(wire.get(field)):
+                patch[field] = value
+        if not metadata and not patch:
+            return None
+        # The resourceVersion compared against: a write in between makes this patch a 409.
+        metadata['resourceVersion'] = meta.resource_version
+        patch['metadata'] = metadata
         return patch
 
-    def _create(self, kind: str, namespace: str, body: Manifest) -> None:
-        creator = _by_kind(
-            {
-                'ServiceAccount': self.core.create_namespaced_service_account,
-                'Role': self.rbac.create_namespaced_role,
-                'RoleBinding': self.rbac.create_namespaced_role_binding,
-            }
-        )[kind]
+    def _create(self, kind: Kind, namespace: str, body: Manifest) -> None:
         with translated(f'create {kind} {namespace}/{body["metadata"]["name"]}'):
-            creator(namespace, body)
+            if kind == 'ServiceAccount':
+                sa = cast(client.V1ServiceAccount, client.V1ServiceAccount.from_dict(body))
+                self.core.create_namespaced_service_account(namespace, sa)
+            elif kind == 'Role':
+                role = cast(client.V1Role, client.V1Role.from_dict(body))
+                self.rbac.create_namespaced_role(namespace, role)
+            else:
+                binding = cast(client.V1RoleBinding, client.V1RoleBinding.from_dict(body))
+                self.rbac.create_namespaced_role_binding(namespace, binding)
 
-    def _delete(self, kind: str, namespace: str, name: str) -> None:
-        deleter = _by_kind(
-            {
-                'ServiceAccount': self.core.delete_namespaced_service_account,
-                'Role': self.rbac.delete_namespaced_role,
-                'RoleBinding': self.rbac.delete_namespaced_role_binding,
-                'Secret': self.core.delete_namespaced_secret,
-            }
-        )[kind]
-        try:
-            deleter(name, namespace)
-        except ApiException as e:
-            if e.status == 404:
-                return
-            with translated(f'delete {kind} {namespace}/{name}'):
-                raise
+    def _delete(
+        self, kind: Kind | Literal['Secret'], namespace: str, obj: Managed | client.V1Secret
+    ) -> None:
+        """Delete exactly the object that was read: a same-named replacement answers 409."""
+        name = _name(obj)
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=_uid(obj)))
+        with translated(f'delete {kind} {namespace}/{name}'):
+            try:
+                if kind == 'ServiceAccount':
+                    self.core.delete_namespaced_service_account(name, namespace, body=options)
+                elif kind == 'Role':
+                    self.rbac.delete_namespaced_role(name, namespace, body=options)
+                elif kind == 'RoleBinding':
+                    self.rbac.delete_namespaced_role_binding(name, namespace, body=options)
+                else:
+                    self.core.delete_namespaced_secret(name, namespace, body=options)
+            except ApiException as e:
+                if e.status != 404:  # already gone is what was wanted
+                    raise
 
     # -- revocation ------------------------------------------------------------------------
 
     def delete_all(self, names: IdentityNames) -> None:
-        """RoleBindings, Role, the ServiceAccount's token Secrets, then the ServiceAccount."""
+        """RoleBindings, Role, the ServiceAccount's token Secrets, then the ServiceAccount.
+
+        Bindings go first so that access ends at the first write; the ServiceAccount goes last so
+        that its token Secrets can still be told apart from a same-named stranger's.
+        """
         for kind in ('RoleBinding', 'Role'):
             for obj in self._managed(kind, names):
-                self._delete(kind, names.namespace, obj.metadata.name)
-        for secret in self._token_secrets(names) if self._managed('ServiceAccount', names) else []:
-            self._delete('Secret', names.namespace, secret.metadata.name)
+                self._delete(kind, names.namespace, obj)
+        for secret in self._token_secrets(names):
+            self._delete('Secret', names.namespace, secret)
         for sa in self._managed('ServiceAccount', names):
-            self._delete('ServiceAccount', names.namespace, sa.metadata.name)
+            self._delete('ServiceAccount', names.namespace, sa)
 
     def verify_gone(self, names: IdentityNames) -> list[ProofCheck]:
         checks = []
         for kind in ('RoleBinding', 'Role', 'ServiceAccount'):
-            left = [o.metadata.name for o in self._managed(kind, names)]
+            left = [_name(o) for o in self._managed(kind, names)]
             checks.append(
                 self._proof(
                     f'k8s:{kind}/{names.namespace}/{names.selector}',
@@ -323,8 +398,7 @@ class KubeObjects:
                     left,
                 )
             )
-        sa = self._get('ServiceAccount', names.namespace, names.service_account)
-        tokens = [s.metadata.name for s in self._token_secrets(names)] if sa is None else []
+        tokens = [_name(s) for s in self._token_secrets(names)]
         checks.append(
             self._proof(
                 f'k8s:Secret/{names.namespace}/type={SA_TOKEN_TYPE},sa={names.service_account}',
@@ -342,37 +416,45 @@ class KubeObjects:
     # -- status and events -----------------------------------------------------------------
 
     def patch_status(self, names: IdentityNames, status: Mapping[str, Any]) -> None:
+        """Merge-patch the status subresource: `spec` is never written (GitOps owns it)."""
         with translated(f'write status of ServiceIdentity {names.namespace}/{names.name}'):
             self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, names.namespace, PLURAL, names.name, {'status': dict(status)}
+                GROUP,
+                VERSION,
+                names.namespace,
+                PLURAL,
+                names.name,
+                {'status': dict(status)},
+                _content_type=MERGE_PATCH,
             )
 
     def post_event(
         self, names: IdentityNames, uid: str, *, warning: bool, reason: str, message: str
     ) -> None:
-        now = format_timestamp(self.clock().replace(microsecond=0))
-        body = {
-            'metadata': {'generateName': f'{names.name}.', 'namespace': names.namespace},
-            'involvedObject': {
-                'apiVersion': API_VERSION,
-                'kind': KIND,
-                'name': names.name,
-                'namespace': names.namespace,
-                'uid': uid,
-            },
-            'reason': reason,
-            'message': message[:EVENT_MESSAGE_LIMIT],
-            'type': 'Warning' if warning else 'Normal',
-            'source': {'component': 'tenure'},
-            'reportingComponent': 'tenure.dev/operator',
-            'reportingInstance': socket.gethostname()[:128],
-            'firstTimestamp': now,
-            'lastTimestamp': now,
-            'count': 1,
-        }
+        """A core/v1 Event about the ServiceIdentity, as client-go's recorder writes one."""
+        now = self.clock().replace(microsecond=0)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f'{names.name}.', namespace=names.namespace),
+            involved_object=client.V1ObjectReference(
+                api_version=API_VERSION,
+                kind=KIND,
+                name=names.name,
+                namespace=names.namespace,
+                uid=uid,
+            ),
+            reason=reason,
+            message=message[:EVENT_MESSAGE_LIMIT],
+            type='Warning' if warning else 'Normal',
+            source=client.V1EventSource(component='tenure'),
+            reporting_component='tenure.dev/operator',
+            reporting_instance=socket.gethostname()[:128],
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+        )
         try:
             with translated(f'record event {reason} for {names.namespace}/{names.name}'):
-                self.core.create_namespaced_event(names.namespace, cast(Any, body))
+                self.core.create_namespaced_event(names.namespace, event)
         except (TransientError, PermanentError) as e:
-            # Events are best effort (like kubectl's recorder): never fail a reconcile for one.
+            # Events are best effort (like client-go's recorder): never fail a reconcile for one.
             log.warning('%s', e)
