@@ -30,6 +30,8 @@ from tenure.scheduler import DeadlineScheduler, Key
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 300.0
+KOPF_PREFIX = 'kopf.tenure.dev'
+"""Where kopf keeps its own bookkeeping annotations."""
 
 
 def utc_now() -> datetime:
@@ -160,10 +162,12 @@ def operator_settings(max_workers: int = 16) -> kopf.OperatorSettings:
     """kopf settings Tenure depends on."""
     settings = kopf.OperatorSettings()
     # Handler progress and the diff base live in annotations: a structural schema prunes
-    # `status.kopf` (kopf#574), and Tenure owns `status` entirely.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix='tenure.dev')
+    # `status.kopf` (kopf#574), and Tenure owns `status` entirely. Their prefix must not be
+    # `tenure.dev`: kopf ignores every annotation under a prefix its storages use, and
+    # `tenure.dev/revoke` must trigger a reconcile.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix='tenure.dev', key='last-handled-configuration'
+        prefix=KOPF_PREFIX, key='last-handled-configuration'
     )
     settings.persistence.finalizer = FINALIZER
     # Tenure records its own reason-coded events; kopf's per-handler events would be noise.

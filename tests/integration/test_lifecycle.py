@@ -91,3 +91,183 @@ def test_deleting_an_active_identity_revokes_everything_then_releases_it(
     stack.delete(ns, 'exporter')
     stack.wait_gone(ns, 'exporter')
     assert_revoked(stack, ns, 'exporter', before, 'Deleted')
+
+
+@pytest.mark.parametrize(
+    ('changes', 'reason'),
+    [
+        pytest.param(
+            {'spec': {'ticket': {'state': 'Closed'}}}, 'TicketClosed', id='close-revokes-by-default'
+        ),
+        pytest.param(
+            {'spec': {'ticket': {'state': 'Cancelled', 'onClose': 'Retain'}}},
+            'TicketCancelled',
+            id='cancel-revokes-whatever-onClose-says',
+        ),
+        pytest.param(
+            {'spec': {'ticket': {'state': 'Rejected', 'onClose': 'Rotate'}}},
+            'TicketRejected',
+            id='reject-revokes-whatever-onClose-says',
+        ),
+        pytest.param(
+            {'metadata': {'annotations': {'tenure.dev/revoke': 'laptop stolen, INC0042'}}},
+            'Emergency',
+            id='emergency-brake',
+        ),
+    ],
+)
+def test_ticket_states_and_the_emergency_brake_end_access(
+    operator: OperatorProcess, stack: Stack, changes: Obj, reason: str
+) -> None:
+    ns = fresh_namespace(stack)
+    stack.create(identity('worker', ns))
+    before = assert_active(stack, ns, 'worker')
+    stack.patch(ns, 'worker', changes)
+    obj = assert_revoked(stack, ns, 'worker', before, reason)
+    assert obj is not None, 'a revoked identity stays as a tombstone for audit and GitOps'
+    ready = next(c for c in obj['status']['conditions'] if c['type'] == 'Ready')
+    assert (ready['status'], ready['reason']) == ('False', 'Revoked')
+
+
+def test_expiry_revokes_at_the_expiry_instant(operator: OperatorProcess, stack: Stack) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    ns = fresh_namespace(stack)
+    stack.create(identity('short', ns, expires_in=timedelta(seconds=6)))
+    before = assert_active(stack, ns, 'short')
+    obj = stack.wait_phase(ns, 'short', 'Revoked', timeout=30)
+    revocation = obj['status']['revocation']
+    expires = datetime.fromisoformat(obj['status']['expiresAt'])
+    requested = datetime.fromisoformat(revocation['requestedAt'])
+    assert expires <= requested < expires + timedelta(seconds=2)
+    assert requested <= datetime.now(UTC)
+    assert_revoked(stack, ns, 'short', before, 'Expired')
+
+
+def test_a_requested_ticket_stays_pending_until_approved(
+    operator: OperatorProcess, stack: Stack
+) -> None:
+    ns = fresh_namespace(stack)
+    stack.create(identity('later', ns, state='Requested'))
+    obj = stack.wait_phase(ns, 'later', 'Pending')
+    assert next(c for c in obj['status']['conditions'] if c['type'] == 'Ready')['reason'] == (
+        'AwaitingApproval'
+    )
+    with pytest.raises(ApiException):
+        stack.core.read_namespaced_service_account('later', ns)
+    from datetime import UTC, datetime
+
+    approved = identity('later', ns)['spec']['ticket']['approvedAt']
+    assert approved <= datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')
+    stack.patch(ns, 'later', {'spec': {'ticket': {'state': 'Approved', 'approvedAt': approved}}})
+    assert_active(stack, ns, 'later')
+
+
+def test_a_spec_the_models_refuse_is_denied_and_creates_nothing(
+    operator: OperatorProcess, stack: Stack
+) -> None:
+    ns = fresh_namespace(stack)
+    manifest = identity('odd', ns)
+    manifest['spec']['vault']['secret']['rotateEvery'] = '0s'  # the CRD pattern allows it
+    stack.create(manifest)
+    obj = stack.wait_phase(ns, 'odd', 'Denied')
+    valid = next(c for c in obj['status']['conditions'] if c['type'] == 'Valid')
+    assert valid['reason'] == 'InvalidSpec'
+    assert 'spec.vault.secret.rotateEvery' in valid['message']
+    with pytest.raises(ApiException):
+        stack.core.read_namespaced_service_account('odd', ns)
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        stack.bao.client().sys.read_acl_policy(f'tenure-{ns}-odd')
+
+
+def test_closing_with_rotate_rotates_the_secret_and_cuts_issued_tokens_but_keeps_access(
+    operator: OperatorProcess, stack: Stack
+) -> None:
+    ns = fresh_namespace(stack)
+    stack.create(identity('rotor', ns, on_close='Rotate'))
+    before = assert_active(stack, ns, 'rotor')
+    stack.patch(ns, 'rotor', {'spec': {'ticket': {'state': 'Closed'}}})
+    obj = stack.wait(ns, 'rotor', lambda o: o['status'].get('vault', {}).get('secretVersion') == 2)
+    assert obj['status']['phase'] == 'Active'
+    assert stack.vault_denied(before['vault_token'])
+    assert stack.token_review(before['sa_token']), 'the ServiceAccount itself stays'
+    after = assert_active(stack, ns, 'rotor')
+    assert not stack.vault_denied(after['vault_token'])
+
+
+def test_closing_with_retain_keeps_everything(operator: OperatorProcess, stack: Stack) -> None:
+    ns = fresh_namespace(stack)
+    stack.create(identity('keeper', ns, on_close='Retain'))
+    before = assert_active(stack, ns, 'keeper')
+    obj = stack.patch(ns, 'keeper', {'spec': {'ticket': {'state': 'Closed'}}})
+    stack.wait(
+        ns,
+        'keeper',
+        lambda o: o['status'].get('observedGeneration') == obj['metadata']['generation'],
+    )
+    assert not stack.vault_denied(before['vault_token'])
+    assert stack.get(ns, 'keeper')['status']['vault']['secretVersion'] == 1  # type: ignore[index]
+
+
+def test_an_owner_change_rotates_the_secret_and_cuts_tokens_the_old_owner_may_hold(
+    operator: OperatorProcess, stack: Stack
+) -> None:
+    ns = fresh_namespace(stack)
+    stack.create(identity('moved', ns))
+    before = assert_active(stack, ns, 'moved')
+    stack.patch(
+        ns, 'moved', {'spec': {'owner': {'team': 'ledger', 'contact': 'ledger@example.com'}}}
+    )
+    obj = stack.wait(ns, 'moved', lambda o: o['status'].get('owner', {}).get('team') == 'ledger')
+    assert obj['status']['ownerHistory'][0]['team'] == 'payments'
+    assert obj['status']['vault']['secretVersion'] == 2
+    assert stack.vault_denied(before['vault_token'])
+    sa = stack.core.read_namespaced_service_account('moved', ns)
+    assert sa.metadata.annotations['tenure.dev/owner-team'] == 'ledger'
+    metadata = stack.bao.client().secrets.kv.v2.read_secret_metadata(path=f'tenure/{ns}/moved')
+    assert metadata['data']['custom_metadata']['owner-team'] == 'ledger'
+    reasons = {e.reason for e in stack.core.list_namespaced_event(ns).items}
+    assert {'Provisioned', 'OwnerChanged', 'SecretRotated'} <= reasons
+    assert_active(stack, ns, 'moved')
+
+
+def test_widening_the_scope_without_a_new_approval_is_refused(
+    operator: OperatorProcess, stack: Stack
+) -> None:
+    ns = fresh_namespace(stack)
+    stack.create(identity('wide', ns))
+    assert_active(stack, ns, 'wide')
+    stack.patch(ns, 'wide', {'spec': {'kubernetes': {'clusterRoles': ['view']}}})
+    obj = stack.wait(
+        ns,
+        'wide',
+        lambda o: any(
+            c['type'] == 'Valid' and c['reason'] == 'ScopeChangeNotApproved'
+            for c in o['status'].get('conditions', [])
+        ),
+    )
+    assert obj['status']['phase'] == 'Active'
+    with pytest.raises(ApiException):
+        stack.rbac.read_namespaced_role_binding('tenure-wide-view', ns)
+    stack.patch(ns, 'wide', {'spec': {'ticket': {'id': 'CHG0031338'}}})
+    stack.wait(
+        ns, 'wide', lambda o: o['status'].get('approval', {}).get('ticketId') == 'CHG0031338'
+    )
+    binding = stack.rbac.read_namespaced_role_binding('tenure-wide-view', ns)
+    assert binding.role_ref.kind == 'ClusterRole'
+
+
+def test_two_identities_in_one_namespace_stay_independent(
+    operator: OperatorProcess, stack: Stack
+) -> None:
+    ns = fresh_namespace(stack)
+    stack.create(identity('alpha', ns))
+    stack.create(identity('beta', ns, ticket='CHG0000002'))
+    alpha = assert_active(stack, ns, 'alpha')
+    beta = assert_active(stack, ns, 'beta')
+    stack.patch(ns, 'alpha', {'spec': {'ticket': {'state': 'Cancelled'}}})
+    assert_revoked(stack, ns, 'alpha', alpha, 'TicketCancelled')
+    assert stack.get(ns, 'beta')['status']['phase'] == 'Active'  # type: ignore[index]
+    assert not stack.vault_denied(beta['vault_token'])
+    assert stack.token_review(beta['sa_token'])
+    stack.vault_login(ns, 'beta', beta['sa_token'])
