@@ -53,7 +53,11 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    missing = [str(p) for p in args.crds if not p.exists()]
+    if missing:
+        parser.error(f'--crds: no such file or directory: {", ".join(missing)}')
     logging.basicConfig(level=args.log_level.upper(), format='%(levelname)s %(name)s: %(message)s')
     asyncio.run(_serve(args))
     return 0
