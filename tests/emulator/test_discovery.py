@@ -139,6 +139,7 @@ def test_version_and_health_endpoints_answer(emulator: KubeApiEmulator) -> None:
     """`/version` (version.Info), and the health endpoints `/healthz`, `/readyz`, `/livez`
     (https://kubernetes.io/docs/reference/using-api/health-checks/)."""
     version = http(emulator, 'GET', '/version').body
+    assert http(emulator, 'GET', '/version/').body == version  # go-restful serves both
     assert version['major'] == '1'
     assert version['gitVersion'].startswith('v1.')
     for path in ('/healthz', '/readyz', '/livez'):
