@@ -44,7 +44,6 @@ STATUS_MESSAGE_LIMIT: Final = 300
 
 Kind = Literal['ServiceAccount', 'Role', 'RoleBinding']
 Managed = client.V1ServiceAccount | client.V1Role | client.V1RoleBinding
-KINDS: Final[tuple[Kind, ...]] = ('ServiceAccount', 'Role', 'RoleBinding')
 
 
 def _status_message(e: ApiException) -> str:
