@@ -180,6 +180,29 @@ class Stack:
                 return
         raise AssertionError(f'{namespace}/{name} was not deleted in {timeout}s')
 
+    def wait_events(
+        self, namespace: str, name: str, reasons: set[str], timeout: float = 30
+    ) -> set[str]:
+        """Watch Events about `name` until all `reasons` have been recorded; return all seen."""
+        selector = f'involvedObject.name={name}'
+        listed = self.core.list_namespaced_event(namespace, field_selector=selector)
+        seen = {e.reason for e in listed.items}
+        if reasons <= seen:
+            return seen
+        watch = kubernetes.watch.Watch()
+        for event in watch.stream(
+            self.core.list_namespaced_event,
+            namespace,
+            field_selector=selector,
+            resource_version=listed.metadata.resource_version,
+            timeout_seconds=int(timeout),
+        ):
+            seen.add(event['object'].reason)
+            if reasons <= seen:
+                watch.stop()
+                return seen
+        raise AssertionError(f'events {sorted(reasons - seen)} not recorded in {timeout}s')
+
     # -- acting as the identity ------------------------------------------------------------
 
     def service_account_token(self, namespace: str, name: str) -> str:

@@ -226,8 +226,7 @@ def test_an_owner_change_rotates_the_secret_and_cuts_tokens_the_old_owner_may_ho
     assert sa.metadata.annotations['tenure.dev/owner-team'] == 'ledger'
     metadata = stack.bao.client().secrets.kv.v2.read_secret_metadata(path=f'tenure/{ns}/moved')
     assert metadata['data']['custom_metadata']['owner-team'] == 'ledger'
-    reasons = {e.reason for e in stack.core.list_namespaced_event(ns).items}
-    assert {'Provisioned', 'OwnerChanged', 'SecretRotated'} <= reasons
+    stack.wait_events(ns, 'moved', {'Provisioned', 'OwnerChanged', 'SecretRotated'})
     assert_active(stack, ns, 'moved')
 
 
