@@ -493,8 +493,9 @@ def test_narrowing_deletes_the_removed_cluster_role_binding_and_the_role(
 def test_a_binding_whose_role_reference_must_change_is_recreated(
     kube: KubeObjects, world: World
 ) -> None:
-    """roleRef cannot be updated: "roleRef ... is immutable", the API answers 422
-    (https://kubernetes.io/docs/reference/access-authn-authz/rbac/#clusterrolebinding-example)."""
+    """A binding's roleRef cannot change: "If you try to change a binding's roleRef, you get a
+    validation error" (422), so it is deleted and created again
+    (https://kubernetes.io/docs/reference/access-authn-authz/rbac/#rolebinding-and-clusterrolebinding)."""
     name = f'tenure-{world.name}'
     stale = client.V1RoleBinding(
         metadata=client.V1ObjectMeta(
@@ -533,8 +534,8 @@ def test_an_edit_between_read_and_write_is_not_overwritten(
     kube: KubeObjects, world: World, recorder: Recorder
 ) -> None:
     """The patch carries the resourceVersion it was computed from: a concurrent write makes it a
-    409 Conflict, retried later, never a lost update
-    (https://kubernetes.io/docs/reference/using-api/api-concepts/#conflicts)."""
+    409 Conflict, retried later, never a lost update (Kubernetes API conventions, "Concurrency
+    Control and Consistency"; kubernetes/kubernetes#63104 for patches)."""
     kube.apply(world.names, kubernetes_objects(world.identity()))
     role_name = f'tenure-{world.name}'
 
@@ -716,6 +717,34 @@ def test_delete_all_never_touches_a_same_named_service_account_tenure_does_not_m
     assert world.service_account(world.name) is not None
     assert world.core.read_namespaced_secret('their-token', world.namespace) is not None
     assert kube.service_account_uid(world.names) is None
+    assert [c.result for c in kube.verify_gone(world.names)] == ['Gone'] * 4
+
+
+def test_a_service_account_replaced_during_revocation_by_a_stranger_is_not_deleted(
+    kube: KubeObjects, world: World, recorder: Recorder
+) -> None:
+    """Deletes carry the uid that was listed: a same-named replacement answers 409 Conflict
+    (DeleteOptions.preconditions,
+    https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/delete-options/)."""
+    kube.apply(world.names, kubernetes_objects(world.identity()))
+
+    def replace_service_account(method: str, path: str) -> None:
+        if method == 'DELETE' and path.endswith(f'/serviceaccounts/{world.name}'):
+            recorder.before = None
+            world.core.delete_namespaced_service_account(world.name, world.namespace)
+            world.core.create_namespaced_service_account(
+                world.namespace,
+                client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=world.name)),
+            )
+
+    recorder.before = replace_service_account
+    with pytest.raises(TransientError, match='409'):
+        kube.delete_all(world.names)
+
+    stranger = world.service_account(world.name)
+    assert stranger is not None
+    assert stranger.metadata is not None
+    assert not stranger.metadata.labels
     assert [c.result for c in kube.verify_gone(world.names)] == ['Gone'] * 4
 
 

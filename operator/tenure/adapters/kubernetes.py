@@ -7,8 +7,9 @@ adopted, overwritten or deleted). Client errors become `TransientError` or `Perm
 Compare-then-write is guarded by the API's own optimistic concurrency: a patch carries the
 `resourceVersion` that was compared, a delete carries the `uid` that was checked, so an object
 changed or replaced in between answers 409 Conflict (a TransientError: the next reconcile reads
-again) instead of being overwritten or deleted by mistake
-(https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions).
+again) instead of being overwritten or deleted by mistake (API conventions, "Concurrency Control
+and Consistency"; a resourceVersion in a patch is a precondition, kubernetes/kubernetes#63104;
+DeleteOptions.preconditions, https://kubernetes.io/docs/reference/kubernetes-api/common-definitions/delete-options/).
 """
 
 from __future__ import annotations
