@@ -9,6 +9,8 @@ the tests can check afterwards that none of them outlived it.
 from __future__ import annotations
 
 import contextlib
+import io
+import logging
 import os
 import re
 import select
@@ -17,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,9 +28,16 @@ import pytest
 import yaml
 
 from tenure_devtools.ports import free_port
-from tenure_devtools.sandbox import READY_LINE
+from tenure_devtools.sandbox import READY_LINE, SandboxOptions
+from tenure_devtools.sandbox import run as sandbox_run
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not Path('/proc/self/stat').exists(),
+        reason='these tests find the processes the sandbox started in /proc (Linux only)',
+    ),
+]
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 120.0
@@ -370,6 +380,58 @@ def test_sigterm_stops_everything_the_sandbox_started(tmp_path: Path) -> None:
         assert [p for p in ports if not port_is_free(p)] == []
         assert not (running.state_dir / 'vault-token').exists()
         assert 'tenure dev: stopped' in running.stderr
+
+
+def test_a_child_that_dies_ends_the_sandbox_and_stops_the_rest(tmp_path: Path) -> None:
+    with sandbox_process(tmp_path, '--no-examples') as running:
+        running.wait_ready()
+        operator = next(pid for pid, cmd in running.children.items() if '-m tenure run' in cmd)
+        os.kill(operator, signal.SIGKILL)
+        assert running.process.wait(STOP_TIMEOUT) == 1
+        assert 'the operator exited (code -9)' in running.stderr
+        assert [pid for pid in running.children if alive(pid)] == []
+        vault_port = int(running.printed(r'export VAULT_ADDR=http://127\.0\.0\.1:(\d+)'))
+        assert port_is_free(vault_port)
+
+
+class _StopWhen(logging.Handler):
+    """Sets `stop` when the sandbox logs `message`: a Ctrl-C at that very point of start-up."""
+
+    def __init__(self, message: str, stop: threading.Event) -> None:
+        super().__init__()
+        self.message = message
+        self.stop = stop
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith(self.message):
+            self.stop.set()
+
+
+def test_a_stop_during_start_up_stops_what_had_started(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`run()` as a function: `stop` set while the operator starts; nothing is left behind."""
+    caplog.set_level(logging.INFO, logger='tenure_devtools.sandbox')
+    stop = threading.Event()
+    trigger = _StopWhen('starting the operator', stop)
+    logger = logging.getLogger('tenure_devtools.sandbox')
+    logger.addHandler(trigger)
+    out = io.StringIO()
+    options = SandboxOptions(state_dir=tmp_path / 'state', crds=REPO / 'crds', examples=None)
+    try:
+        assert sandbox_run(options, stop=stop, out=out) == 0
+    finally:
+        logger.removeHandler(trigger)
+    assert out.getvalue() == ''  # never claimed to be ready
+    log = caplog.text
+    assert 'stopped during start-up' in log
+    pids = [int(p) for p in re.findall(r', pid (\d+)', log)]
+    assert len(pids) == 2  # OpenBao and the operator had started
+    assert [pid for pid in pids if alive(pid)] == []
+    ports = {int(p) for p in re.findall(r' at http://127\.0\.0\.1:(\d+)', log)}
+    assert len(ports) == 2
+    assert [p for p in ports if not port_is_free(p)] == []
+    assert not (tmp_path / 'state' / 'vault-token').exists()
 
 
 def self_approved_example(directory: Path) -> Path:
