@@ -155,6 +155,9 @@ class OpenBaoDevServer:
                 stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 env=env,
+                # Its own session: a Ctrl-C in the terminal reaches the sandbox, which stops its
+                # children in order, rather than every process of the group at once.
+                start_new_session=True,
             )
         try:
             self.wait_until_ready(timeout=self.startup_timeout, need_unseal_key=True)

@@ -85,7 +85,8 @@ class RunningKopf:
             kopf.operator(
                 registry=self.registry,
                 settings=self.settings,
-                clusterwide=True,
+                # Only its own namespace: the session's emulator holds other tests' objects too.
+                namespaces=[NAMESPACE],
                 standalone=True,
                 stop_flag=self.stop_flag,
                 ready_flag=self.ready_flag,

@@ -225,7 +225,9 @@ def render_service_identity_crd() -> JsonObj:
                         },
                         {
                             'name': 'Expires',
-                            'type': 'date',
+                            # Not `date`: a date column prints the time *since* the value, and
+                            # kubectl shows "<invalid>" for any future instant, i.e. every live one.
+                            'type': 'string',
                             'jsonPath': '.spec.expiresAt',
                             'description': 'Requested expiry; status.expiresAt is in force',
                         },
