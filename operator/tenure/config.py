@@ -83,6 +83,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help="log in to Vault with Kubernetes auth as ROLE, using the pod's ServiceAccount token",
     )
     parser.add_argument(
+        '--vault-auth-jwt-file',
+        metavar='PATH',
+        type=Path,
+        help=f'ServiceAccount token for --vault-auth-role [{SERVICE_ACCOUNT_TOKEN}]',
+    )
+    parser.add_argument(
         '--vault-namespace', metavar='NS', help='Vault Enterprise namespace ($VAULT_NAMESPACE)'
     )
     parser.add_argument(
@@ -162,6 +168,7 @@ def parse_run_config(args: argparse.Namespace, env: Mapping[str, str]) -> Operat
             addr=addr.rstrip('/'),
             token=token,
             auth_role=args.vault_auth_role,
+            auth_jwt_file=args.vault_auth_jwt_file or SERVICE_ACCOUNT_TOKEN,
             namespace=args.vault_namespace or env.get('VAULT_NAMESPACE') or None,
             ca_cert=env.get('VAULT_CACERT') or None,
             skip_verify=env.get('VAULT_SKIP_VERIFY', '').lower() in {'1', 'true', 'yes'},

@@ -36,7 +36,7 @@ class OperatorProcess:
         *,
         kubeconfig: Path,
         vault_addr: str,
-        vault_token: str,
+        vault_token: str | None,
         args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         log_dir: Path | None = None,
@@ -76,12 +76,9 @@ class OperatorProcess:
         self.log_path = log_dir / f'operator-{self.starts}.log'
         self.metrics_port, self.health_port = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(('VAULT_', 'BAO_'))}
-        env.update(
-            VAULT_ADDR=self.vault_addr,
-            VAULT_TOKEN=self._vault_token,
-            PYTHONUNBUFFERED='1',
-            **self.extra_env,
-        )
+        env.update(VAULT_ADDR=self.vault_addr, PYTHONUNBUFFERED='1', **self.extra_env)
+        if self._vault_token is not None:
+            env['VAULT_TOKEN'] = self._vault_token
         env.pop('KUBERNETES_SERVICE_HOST', None)
         argv = [
             sys.executable,
@@ -161,7 +158,8 @@ class OperatorProcess:
     def log_text(self) -> str:
         if self.log_path is None or not self.log_path.exists():
             return ''
-        return self.log_path.read_text(errors='replace').replace(self._vault_token, '<redacted>')
+        text = self.log_path.read_text(errors='replace')
+        return text.replace(self._vault_token, '<redacted>') if self._vault_token else text
 
     def log_tail(self, lines: int = 60) -> str:
         return '\n'.join(self.log_text().splitlines()[-lines:])

@@ -8,6 +8,7 @@ token obtained before revocation gets 403, and the proof is in status.
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -270,3 +271,37 @@ def test_two_identities_in_one_namespace_stay_independent(
     assert not stack.vault_denied(beta['vault_token'])
     assert stack.token_review(beta['sa_token'])
     stack.vault_login(ns, 'beta', beta['sa_token'])
+
+
+def test_generated_secret_values_appear_nowhere_but_in_vault(
+    operator: OperatorProcess, stack: Stack
+) -> None:
+    """Issue #3: secret values never appear in Kubernetes objects, status, events, logs, errors."""
+    ns = fresh_namespace(stack)
+    stack.create(identity('canary', ns, on_close='Rotate'))
+    assert_active(stack, ns, 'canary')
+    stack.patch(ns, 'canary', {'spec': {'ticket': {'state': 'Closed'}}})  # rotate once
+    stack.wait(ns, 'canary', lambda o: o['status'].get('vault', {}).get('secretVersion') == 2)
+    kv = stack.bao.client().secrets.kv.v2
+    values = [
+        kv.read_secret_version(
+            path=f'tenure/{ns}/canary', version=v, raise_on_deleted_version=True
+        )['data']['data']['api-key']
+        for v in (1, 2)
+    ]
+    identity_json = json.dumps(stack.get(ns, 'canary'))
+    stack.delete(ns, 'canary')
+    stack.wait_gone(ns, 'canary')
+    places = {
+        'ServiceIdentity and its status': identity_json,
+        'operator log': operator.log_text(),
+        'events': json.dumps(
+            [e.to_dict() for e in stack.core.list_namespaced_event(ns).items], default=str
+        ),
+        'objects': json.dumps(
+            [s.to_dict() for s in stack.core.list_namespaced_service_account(ns).items], default=str
+        ),
+    }
+    for value in values:
+        for place, text in places.items():
+            assert value not in text, f'a generated secret value leaked into the {place}'
