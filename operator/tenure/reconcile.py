@@ -563,9 +563,11 @@ class Reconciler:
                 }
             )
             reason = Reason.PROVISIONING_FAILED
-        ready = find_condition(previous.conditions, ConditionType.READY)
+        # One event per new failure reason: a name conflict is recorded on Valid, others on Ready.
+        carrier = ConditionType.VALID if reason is Reason.NAME_CONFLICT else ConditionType.READY
+        seen = find_condition(previous.conditions, carrier)
         events = (
-            () if ready is not None and ready.reason == reason else (Note(True, reason, message),)
+            () if seen is not None and seen.reason == reason else (Note(True, reason, message),)
         )
         spec = obj.observed.spec
         deadline = effective_expiry(previous, spec) if spec is not None else previous.expires_at

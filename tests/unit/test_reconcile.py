@@ -151,6 +151,11 @@ def test_a_name_conflict_is_denied_before_anything_is_written(harness: Harness) 
     assert harness.status['phase'] == 'Denied'
     assert harness.condition('Valid')['reason'] == 'NameConflict'
     assert harness.vault.policies == {}
+    patches = len(harness.kube.status_patches)
+    with pytest.raises(ReconcileFailed):
+        harness.run()  # a retry, or a restart of the operator
+    assert [e[1] for e in harness.kube.events] == ['NameConflict'], 'one event, not one per retry'
+    assert len(harness.kube.status_patches) == patches
 
 
 def test_expiry_revokes_vault_first_then_kubernetes_and_records_proof(harness: Harness) -> None:
