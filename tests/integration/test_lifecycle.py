@@ -305,3 +305,49 @@ def test_generated_secret_values_appear_nowhere_but_in_vault(
     for value in values:
         for place, text in places.items():
             assert value not in text, f'a generated secret value leaked into the {place}'
+
+
+def test_a_revoked_tombstone_ignores_later_edits_and_says_so(
+    operator: OperatorProcess, stack: Stack
+) -> None:
+    ns = fresh_namespace(stack)
+    stack.create(identity('ghost', ns))
+    before = assert_active(stack, ns, 'ghost')
+    stack.patch(ns, 'ghost', {'spec': {'ticket': {'state': 'Cancelled'}}})
+    assert_revoked(stack, ns, 'ghost', before, 'TicketCancelled')
+    edited = stack.patch(
+        ns, 'ghost', {'spec': {'ticket': {'state': 'Approved', 'id': 'CHG0099999'}}}
+    )
+    obj = stack.wait(
+        ns,
+        'ghost',
+        lambda o: o['status'].get('observedGeneration') == edited['metadata']['generation'],
+    )
+    assert obj['status']['phase'] == 'Revoked'
+    valid = next(c for c in obj['status']['conditions'] if c['type'] == 'Valid')
+    assert (valid['status'], valid['reason']) == ('False', 'RevokedIsTerminal')
+    with pytest.raises(ApiException):
+        stack.core.read_namespaced_service_account('ghost', ns)
+
+
+def test_a_later_expiry_without_a_new_approval_is_refused(
+    operator: OperatorProcess, stack: Stack
+) -> None:
+    ns = fresh_namespace(stack)
+    manifest = identity('extend', ns)
+    stack.create(manifest)
+    obj = stack.wait_phase(ns, 'extend', 'Active')
+    in_force = obj['status']['expiresAt']
+    later = '2099-01-01T00:00:00Z'
+    stack.patch(ns, 'extend', {'spec': {'expiresAt': later}})
+    obj = stack.wait(
+        ns,
+        'extend',
+        lambda o: any(
+            c['type'] == 'Valid' and c['reason'] == 'ExtensionNotApproved'
+            for c in o['status'].get('conditions', [])
+        ),
+    )
+    assert obj['status']['expiresAt'] == in_force
+    sa = stack.core.read_namespaced_service_account('extend', ns)
+    assert sa.metadata.annotations['tenure.dev/expires-at'] == in_force
