@@ -7,13 +7,14 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
 from tenure import __version__
 from tenure.config import ConfigError, add_run_arguments, parse_run_config
-from tenure.manifests import CheckReport, check_paths
+from tenure.manifests import CheckReport, check_paths, load_policy
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -53,6 +54,18 @@ def _build_parser() -> argparse.ArgumentParser:
         '--ignore-other-kinds',
         action='store_true',
         help='skip documents that are not ServiceIdentities instead of reporting them',
+    )
+    check.add_argument(
+        '--policy',
+        type=Path,
+        metavar='FILE',
+        help='an IdentityPolicy manifest to check against (default: the built-in policy)',
+    )
+    check.add_argument(
+        '--kv-mount',
+        default='secret',
+        metavar='PATH',
+        help='the KV v2 mount the operator uses, for the Vault path rules [secret]',
     )
     run = commands.add_parser(
         'run',
@@ -126,8 +139,12 @@ def _print_check(report: CheckReport, output: str, out: TextIO) -> None:
         out.write('no ServiceIdentity manifests found\n')
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Run the `tenure` command; return its exit code."""
+def main(
+    argv: Sequence[str] | None = None,
+    out: TextIO | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> int:
+    """Run the `tenure` command; return its exit code. `clock` is the time rules' "now"."""
     parser = _build_parser()
     args = parser.parse_args(argv)
     stream = out if out is not None else sys.stdout
@@ -135,7 +152,17 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         paths = [*args.paths, *args.filenames]
         if not paths:
             parser.error('check needs at least one PATH (or -f PATH)')
-        report = check_paths(paths, ignore_other_kinds=args.ignore_other_kinds)
+        try:
+            policy = load_policy(args.policy) if args.policy else None
+        except ValueError as e:
+            parser.error(str(e))
+        report = check_paths(
+            paths,
+            now=clock(),
+            policy=policy,
+            kv_mount=args.kv_mount.strip('/'),
+            ignore_other_kinds=args.ignore_other_kinds,
+        )
         _print_check(report, args.output, stream)
         return EXIT_OK if report.ok else EXIT_PROBLEMS
     if args.command == 'run':

@@ -1,14 +1,18 @@
-"""Read manifests and validate them offline against the API models (`tenure check`).
+"""Read manifests and validate them offline against the API and the guardrails (`tenure check`).
 
 Reading is done like `kubectl` does it: YAML with several documents, `kind: List` unwrapped, and
 no YAML-only types (an unquoted `2026-12-31T00:00:00Z` stays a string, as in the JSON the API
-server receives). Every problem names the file, the line, the object and the field path.
+server receives). A key given twice in one mapping is an error (the API server's strict field
+validation refuses it; YAML loaders silently keep the last one). Every problem names the file, the
+line, the object, the field path and the rule.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -16,14 +20,26 @@ import yaml
 from pydantic import ValidationError
 
 from tenure.api.base import PATTERN_HINTS
-from tenure.api.v1alpha1 import API_VERSION, CROSS_FIELD_PATHS, KIND, ServiceIdentity
+from tenure.api.v1alpha1 import (
+    API_VERSION,
+    CROSS_FIELD_PATHS,
+    KIND,
+    POLICY_KIND,
+    IdentityPolicy,
+    ServiceIdentity,
+)
+from tenure.domain.guardrails import Policy, Target, evaluate, policy_from
 
 MANIFEST_SUFFIXES: Final = ('.yaml', '.yml', '.json')
+INVALID_SPEC: Final = 'InvalidSpec'
+"""The rule id of a schema violation (what the CRD itself refuses)."""
+
+Loc = list[str | int]
 
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
-    """One reason a manifest is not a valid ServiceIdentity."""
+    """One reason a manifest is not an acceptable ServiceIdentity."""
 
     file: str
     line: int | None
@@ -36,12 +52,15 @@ class Problem:
     rule: str
 
     def describe(self) -> str:
-        """One line for people: `file:line: Kind ns/name: field: message`."""
+        """One line for people: `file:line: Kind ns/name: field: message [rule]`."""
         where = self.file if self.line is None else f'{self.file}:{self.line}'
         obj = '/'.join(p for p in (self.namespace, self.name) if p) or '<unnamed>'
-        what = f'{self.kind or "object"} {obj}'
         field = f'{self.field}: ' if self.field else ''
-        return f'{where}: {what}: {field}{self.message}'
+        return f'{where}: {self.kind or "object"} {obj}: {field}{self.message} [{self.rule}]'
+
+
+def _file_problem(file: str, message: str, rule: str, line: int | None = None) -> Problem:
+    return Problem(file, line, None, None, None, None, '', message, rule)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +76,18 @@ class CheckReport:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader without the YAML 1.1 timestamp type: dates stay strings, as in JSON."""
+    """SafeLoader without the YAML 1.1 timestamp type, refusing duplicate keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f'duplicate key {key!r}', key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -96,11 +126,22 @@ def _manifest_files(path: Path) -> Iterator[Path]:
         yield path
 
 
-def _format_loc(loc: Sequence[str | int]) -> str:
+def format_loc(loc: Sequence[str | int]) -> str:
     text = ''
     for step in loc:
         text += f'[{step}]' if isinstance(step, int) else (f'.{step}' if text else str(step))
     return text
+
+
+def parse_loc(field: str) -> Loc:
+    """`spec.rules[0].verbs` -> ['spec', 'rules', 0, 'verbs']."""
+    loc: Loc = []
+    for part in field.split('.'):
+        name, *indices = re.split(r'\[(\d+)\]', part)
+        if name:
+            loc.append(name)
+        loc.extend(int(i) for i in indices if i)
+    return loc
 
 
 def _message(error: Any) -> str:
@@ -108,7 +149,7 @@ def _message(error: Any) -> str:
     if kind == 'missing':
         return 'required field is missing'
     if kind == 'extra_forbidden':
-        return 'unknown field (not part of tenure.dev/v1alpha1 ServiceIdentity)'
+        return 'unknown field (not part of tenure.dev/v1alpha1)'
     message: str = error['msg']
     if kind == 'string_pattern_mismatch':
         message = PATTERN_HINTS.get(error.get('ctx', {}).get('pattern', ''), message)
@@ -125,14 +166,14 @@ def _message(error: Any) -> str:
 
 def validation_problems(
     error: ValidationError, prefix: Sequence[str | int] = ()
-) -> list[tuple[list[str | int], str, str]]:
+) -> list[tuple[Loc, str, str]]:
     """(field path, message, rule) for each error of a pydantic ValidationError."""
     problems = []
     for item in error.errors():
-        loc = [*prefix, *item['loc']]
-        rule = item['type']
-        if rule in CROSS_FIELD_PATHS:
-            loc.append(CROSS_FIELD_PATHS[rule])
+        loc: Loc = [*prefix, *item['loc']]
+        rule = item['type'] if item['type'] in CROSS_FIELD_PATHS else INVALID_SPEC
+        if item['type'] in CROSS_FIELD_PATHS:
+            loc.append(CROSS_FIELD_PATHS[item['type']])
         problems.append((loc, _message(item), rule))
     return problems
 
@@ -140,12 +181,14 @@ def validation_problems(
 def describe_spec_error(error: ValidationError) -> str:
     """One line for a status condition: `spec.a.b: message; spec.c: message`."""
     return '; '.join(
-        f'{_format_loc(loc)}: {message}' for loc, message, _ in validation_problems(error, ['spec'])
+        f'{format_loc(loc)}: {message}' for loc, message, _ in validation_problems(error, ['spec'])
     )
 
 
-def validate_object(obj: Any) -> list[tuple[list[str | int], str, str]]:
-    """Validate one decoded object; return (field path, message, rule) for each problem."""
+def validate_object(
+    obj: Any, *, policy: Policy, now: datetime, kv_mount: str = 'secret'
+) -> list[tuple[Loc, str, str]]:
+    """Validate one decoded object: the schema first, then the guardrails."""
     if not isinstance(obj, dict):
         return [
             (
@@ -154,14 +197,28 @@ def validate_object(obj: Any) -> list[tuple[list[str | int], str, str]]:
                 'NotAnObject',
             )
         ]
+    if obj.get('apiVersion') == API_VERSION and obj.get('kind') == POLICY_KIND:
+        try:
+            IdentityPolicy.model_validate(obj)
+        except ValidationError as e:
+            return validation_problems(e)
+        return []
     if obj.get('apiVersion') != API_VERSION or obj.get('kind') != KIND:
         found = f'{obj.get("kind", "<no kind>")} ({obj.get("apiVersion", "<no apiVersion>")})'
         return [([], f'{found} is not a {API_VERSION} {KIND}', 'WrongKind')]
     try:
-        ServiceIdentity.model_validate(obj)
+        identity = ServiceIdentity.model_validate(obj)
     except ValidationError as e:
         return validation_problems(e)
-    return []
+    target = Target(
+        namespace=identity.metadata.namespace or 'default',
+        name=identity.metadata.name,
+        kv_mount=kv_mount,
+    )
+    return [
+        (parse_loc(v.field), v.message, v.rule.value)
+        for v in evaluate(identity.spec, policy, target, now)
+    ]
 
 
 def _documents(path: Path, file_label: str) -> Iterator[_Document | Problem]:
@@ -169,20 +226,17 @@ def _documents(path: Path, file_label: str) -> Iterator[_Document | Problem]:
         text = path.read_text(encoding='utf-8')
         nodes = list(yaml.compose_all(text, Loader=_Loader))
     except (OSError, UnicodeDecodeError) as e:
-        yield Problem(
-            file_label, None, None, None, None, None, '', f'cannot read: {e}', 'Unreadable'
-        )
+        yield _file_problem(file_label, f'cannot read: {e}', 'Unreadable')
         return
     except yaml.YAMLError as e:
-        mark = getattr(e, 'problem_mark', None)
-        line = mark.line + 1 if mark is not None else None
-        reason = getattr(e, 'problem', None) or str(e)
-        yield Problem(
-            file_label, line, None, None, None, None, '', f'invalid YAML: {reason}', 'InvalidYAML'
-        )
+        yield _yaml_problem(file_label, e)
         return
     for index, node in enumerate(n for n in nodes if n is not None):
-        data = _Loader(text).construct_document(node)
+        try:
+            data = _Loader(text).construct_document(node)
+        except yaml.YAMLError as e:
+            yield _yaml_problem(file_label, e)
+            continue
         if (
             isinstance(data, dict)
             and data.get('kind') == 'List'
@@ -196,50 +250,69 @@ def _documents(path: Path, file_label: str) -> Iterator[_Document | Problem]:
             yield _Document(file_label, index, node, data)
 
 
-def check_paths(paths: Iterable[Path], *, ignore_other_kinds: bool = False) -> CheckReport:
+def _yaml_problem(file_label: str, error: yaml.YAMLError) -> Problem:
+    mark = getattr(error, 'problem_mark', None)
+    line = mark.line + 1 if mark is not None else None
+    reason = getattr(error, 'problem', None) or str(error)
+    return _file_problem(file_label, f'invalid YAML: {reason}', 'InvalidYAML', line)
+
+
+def load_policy(path: Path) -> Policy:
+    """An IdentityPolicy manifest as a Policy; ValueError with a specific message otherwise."""
+    try:
+        data = yaml.load(path.read_text(encoding='utf-8'), Loader=_Loader)  # noqa: S506 (safe)
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f'cannot read policy {path}: {e}') from None
+    if not isinstance(data, dict) or data.get('kind') != POLICY_KIND:
+        raise ValueError(f'{path} is not a {API_VERSION} {POLICY_KIND}')
+    try:
+        policy = IdentityPolicy.model_validate(data)
+    except ValidationError as e:
+        details = '; '.join(f'{format_loc(loc)}: {msg}' for loc, msg, _ in validation_problems(e))
+        raise ValueError(f'invalid policy {path}: {details}') from None
+    return policy_from(policy.spec)
+
+
+def check_paths(
+    paths: Iterable[Path],
+    *,
+    now: datetime,
+    policy: Policy | None = None,
+    kv_mount: str = 'secret',
+    ignore_other_kinds: bool = False,
+) -> CheckReport:
     """Validate every ServiceIdentity found under `paths` (files or directories)."""
+    policy = policy or Policy()
     problems: list[Problem] = []
     objects = 0
     for root in paths:
         if not root.exists():
-            problems.append(
-                Problem(
-                    str(root),
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    '',
-                    'no such file or directory',
-                    'NotFound',
-                )
-            )
+            problems.append(_file_problem(str(root), 'no such file or directory', 'NotFound'))
             continue
         files = list(_manifest_files(root))
         if not files:
             problems.append(
-                Problem(
-                    str(root),
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    '',
-                    'no YAML or JSON manifests found',
-                    'NoManifests',
-                )
+                _file_problem(str(root), 'no YAML or JSON manifests found', 'NoManifests')
             )
         for file in files:
             for item in _documents(file, str(file)):
                 if isinstance(item, Problem):
                     problems.append(item)
                     continue
-                problems.extend(_check_document(item, ignore_other_kinds))
+                if ignore_other_kinds and not _is_tenure_kind(item.data):
+                    continue
+                problems.extend(_check_document(item, policy, now, kv_mount))
                 if _is_service_identity(item.data):
                     objects += 1
     return CheckReport(objects=objects, problems=tuple(problems))
+
+
+def _is_tenure_kind(data: Any) -> bool:
+    return (
+        isinstance(data, dict)
+        and data.get('apiVersion') == API_VERSION
+        and data.get('kind') in (KIND, POLICY_KIND)
+    )
 
 
 def _is_service_identity(data: Any) -> bool:
@@ -250,26 +323,26 @@ def _is_service_identity(data: Any) -> bool:
     )
 
 
-def _check_document(doc: _Document, ignore_other_kinds: bool) -> list[Problem]:
+def _check_document(doc: _Document, policy: Policy, now: datetime, kv_mount: str) -> list[Problem]:
     data = doc.data
-    if ignore_other_kinds and isinstance(data, dict) and not _is_service_identity(data):
-        return []
     metadata = data.get('metadata') if isinstance(data, dict) else None
     metadata = metadata if isinstance(metadata, dict) else {}
     kind = data.get('kind') if isinstance(data, dict) else None
+
+    def text(value: Any) -> str | None:
+        return value if isinstance(value, str) else None
+
     return [
         Problem(
             file=doc.file,
             line=_line_of(doc.node, loc),
             document=doc.index,
-            kind=kind if isinstance(kind, str) else None,
-            namespace=metadata.get('namespace')
-            if isinstance(metadata.get('namespace'), str)
-            else None,
-            name=metadata.get('name') if isinstance(metadata.get('name'), str) else None,
-            field=_format_loc(loc),
+            kind=text(kind),
+            namespace=text(metadata.get('namespace')),
+            name=text(metadata.get('name')),
+            field=format_loc(loc),
             message=message,
             rule=rule,
         )
-        for loc, message, rule in validate_object(data)
+        for loc, message, rule in validate_object(data, policy=policy, now=now, kv_mount=kv_mount)
     ]

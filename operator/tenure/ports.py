@@ -19,6 +19,9 @@ class KubernetesPort(Protocol):
         are not in it. Return 'Kind/name' of what changed. Raise NameConflict for an object of
         that name not managed by this identity (it is never adopted or overwritten)."""
 
+    def namespace_labels(self, namespace: str) -> dict[str, str] | None:
+        """The namespace's labels, None when it does not exist."""
+
     def service_account_uid(self, names: IdentityNames) -> str | None:
         """The uid of the identity's ServiceAccount, None when there is none."""
 

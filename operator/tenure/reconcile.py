@@ -34,6 +34,7 @@ from tenure.domain.desired import (
     vault_policy,
     vault_role,
 )
+from tenure.domain.guardrails import Policy, Target, Violation, evaluate
 from tenure.domain.lifecycle import (
     Converge,
     Decision,
@@ -137,13 +138,31 @@ class Reconciler:
         *,
         clock: Callable[[], datetime],
         settings: Settings | None = None,
+        policy: Callable[[], Policy] = Policy,
     ) -> None:
         self.kube = kube
         self.vault = vault
         self.clock = clock
         self.settings = settings or Settings()
+        self.policy = policy
+        """The guardrail policy in force (the `default` IdentityPolicy, or built-in defaults)."""
 
     # -- gather ----------------------------------------------------------------------------
+
+    def _violations(
+        self, names: IdentityNames, spec: ServiceIdentitySpec, status: ServiceIdentityStatus
+    ) -> tuple[Policy, tuple[Violation, ...]]:
+        policy = self.policy()
+        # The namespace is read only when its label can matter (EnvironmentMismatch).
+        labels = self.kube.namespace_labels(names.namespace) if spec.environment else None
+        target = Target(
+            namespace=names.namespace,
+            name=names.name,
+            kv_mount=self.settings.kv_mount,
+            namespace_labels=labels,
+            provisioned=status.applied_scope is not None,
+        )
+        return policy, tuple(evaluate(spec, policy, target, self.clock()))
 
     def _read(self, body: Mapping[str, Any]) -> _Object:
         meta = body.get('metadata') or {}
@@ -168,6 +187,9 @@ class Reconciler:
             spec_error = None
         except ValidationError as e:
             spec, spec_error = None, describe_spec_error(e)
+        policy, violations = (
+            self._violations(names, spec, status) if spec is not None else (self.policy(), ())
+        )
         observed = Observed(
             spec=spec,
             spec_error=spec_error,
@@ -175,6 +197,8 @@ class Reconciler:
             annotations=dict(meta.get('annotations') or {}),
             generation=int(meta.get('generation') or 0),
             deleting=bool(meta.get('deletionTimestamp')),
+            violations=violations,
+            mode=policy.mode,
         )
         return _Object(names, meta.get('uid', ''), observed.generation, observed, raw_status)
 

@@ -27,6 +27,7 @@ class FakeKube:
         self.status_patches: list[dict[str, Any]] = []
         self.events: list[tuple[bool, str, str]] = []
         self.uids = itertools.count(1)
+        self.namespaces: dict[str, dict[str, str]] = {}
 
     def apply(self, names: IdentityNames, desired: Sequence[Manifest]) -> list[str]:
         for obj in desired:
@@ -47,6 +48,9 @@ class FakeKube:
         if changed:
             self.calls.append(f'kube.apply {",".join(changed)}')
         return changed
+
+    def namespace_labels(self, namespace: str) -> dict[str, str] | None:
+        return self.namespaces.get(namespace, {})
 
     def service_account_uid(self, names: IdentityNames) -> str | None:
         sa = self.objects.get(('ServiceAccount', names.name))

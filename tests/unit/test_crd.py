@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tenure.api.crd import render_all, render_service_identity_crd
+from tenure.api.crd import render_all, render_identity_policy_crd, render_service_identity_crd
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -118,6 +118,19 @@ def test_conditions_are_a_map_keyed_by_type() -> None:
     }
 
 
-def test_the_rendered_yaml_parses_back_to_the_same_object() -> None:
-    (text,) = render_all().values()
-    assert yaml.safe_load(text) == render_service_identity_crd()
+def test_the_rendered_yaml_parses_back_to_the_same_objects() -> None:
+    rendered = render_all()
+    assert yaml.safe_load(rendered['serviceidentities.tenure.dev.yaml']) == (
+        render_service_identity_crd()
+    )
+    assert yaml.safe_load(rendered['identitypolicies.tenure.dev.yaml']) == (
+        render_identity_policy_crd()
+    )
+
+
+def test_the_policy_crd_is_cluster_scoped_and_defaults_to_the_built_in_policy() -> None:
+    crd = render_identity_policy_crd()
+    assert crd['spec']['scope'] == 'Cluster'
+    spec = crd['spec']['versions'][0]['schema']['openAPIV3Schema']['properties']['spec']
+    assert spec['properties']['maxLifetime']['default'] == '2160h'
+    assert spec['properties']['mode']['default'] == 'Enforce'

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tenure.domain.guardrails import Policy
 from tenure.reconcile import Outcome, ReconcileFailed, Reconciler, merge_patch_between
 from tests.unit.conftest import DELETE
 from tests.unit.fakes import Calls, FakeKube, FakeVault
@@ -241,6 +242,7 @@ def test_an_owner_change_rotates_the_secret_revokes_tokens_and_keeps_history(
 
 
 def test_widening_without_approval_keeps_the_old_scope_and_warns_once(harness: Harness) -> None:
+    harness.reconciler.policy = lambda: Policy(allowed_cluster_roles=frozenset({'view'}))
     harness.run()
     harness.edit('spec.kubernetes.clusterRoles', ['view'])
     harness.run()

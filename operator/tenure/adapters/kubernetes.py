@@ -26,7 +26,7 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tenure.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, VERSION, ProofCheck
+from tenure.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, POLICY_PLURAL, VERSION, ProofCheck
 from tenure.domain.desired import Manifest
 from tenure.domain.names import IDENTITY_LABEL, MANAGED_BY, MANAGED_BY_LABEL, IdentityNames
 from tenure.errors import NameConflict, PermanentError, TenureError, TransientError
@@ -185,6 +185,29 @@ class KubeObjects:
             raise TransientError(
                 f'could not read ServiceIdentity {namespace}/{name}: {type(e).__name__}'
             ) from e
+        return cast(dict[str, Any], obj)
+
+    def namespace_labels(self, namespace: str) -> dict[str, str] | None:
+        """The namespace's labels, None when it does not exist."""
+        with translated(f'read Namespace {namespace}'):
+            try:
+                found = self.core.read_namespace(namespace)
+            except ApiException as e:
+                if e.status == 404:
+                    return None
+                raise
+        meta = found.metadata
+        return dict(meta.labels or {}) if meta is not None else {}
+
+    def read_policy(self, name: str) -> dict[str, Any] | None:
+        """The cluster-scoped IdentityPolicy `name`, None when there is none."""
+        with translated(f'read IdentityPolicy {name}'):
+            try:
+                obj = self.custom.get_cluster_custom_object(GROUP, VERSION, POLICY_PLURAL, name)
+            except ApiException as e:
+                if e.status == 404:
+                    return None
+                raise
         return cast(dict[str, Any], obj)
 
     def service_account_uid(self, names: IdentityNames) -> str | None:

@@ -20,7 +20,8 @@ import yaml
 
 from tenure.api import v1alpha1
 from tenure.api.base import DNS_LABEL_PATTERN
-from tenure.api.v1alpha1 import ServiceIdentitySpec, ServiceIdentityStatus
+from tenure.api.v1alpha1 import IdentityPolicySpec, ServiceIdentitySpec, ServiceIdentityStatus
+from tenure.domain.guardrails import CEL_RULES
 
 JsonObj = dict[str, Any]
 
@@ -49,6 +50,19 @@ _PASSTHROUGH: Final = frozenset(
     }
 )
 _DROPPED: Final = frozenset({'title', '$defs'})
+
+_ROOT_FIELDS: Final[dict[str, JsonObj]] = {
+    'apiVersion': {
+        'type': 'string',
+        'description': 'APIVersion defines the versioned schema of this representation of an '
+        'object.',
+    },
+    'kind': {
+        'type': 'string',
+        'description': 'Kind is a string value representing the REST resource this object '
+        'represents.',
+    },
+}
 
 # The only metadata a CRD may constrain is name and generateName (kubernetes/kubernetes#77653).
 # The name is the ServiceAccount's and a label value (`tenure.dev/identity`), hence a DNS label.
@@ -155,9 +169,22 @@ def _model_schema(model: type[Any]) -> JsonObj:
     return to_structural(schema, schema.get('$defs', {}))
 
 
+def _attach_rules(spec: JsonObj, location: str, rules: list[JsonObj]) -> None:
+    """Append CEL rules at `location` ('spec', 'spec.ticket', 'spec.kubernetes.rules[]')."""
+    node = spec
+    for part in location.split('.')[1:]:
+        node = node['properties'][part.removesuffix('[]')]
+        if part.endswith('[]'):
+            node = node['items']
+    node.setdefault('x-kubernetes-validations', []).extend(rules)
+
+
 def render_service_identity_crd() -> JsonObj:
     """The ServiceIdentity CustomResourceDefinition, as a dict ready for YAML."""
     spec = _model_schema(ServiceIdentitySpec)
+    # The static guardrails (no policy, no clock) are enforced by the API server too.
+    for location, rules in CEL_RULES.items():
+        _attach_rules(spec, location, rules)
     status = _model_schema(ServiceIdentityStatus)
     kind_doc = (v1alpha1.ServiceIdentity.__doc__ or '').strip()
     root: JsonObj = {
@@ -165,16 +192,8 @@ def render_service_identity_crd() -> JsonObj:
         'description': kind_doc,
         'required': ['spec'],
         'properties': {
-            'apiVersion': {
-                'type': 'string',
-                'description': 'APIVersion defines the versioned schema of this representation '
-                'of an object.',
-            },
-            'kind': {
-                'type': 'string',
-                'description': 'Kind is a string value representing the REST resource this '
-                'object represents.',
-            },
+            'apiVersion': _ROOT_FIELDS['apiVersion'],
+            'kind': _ROOT_FIELDS['kind'],
             'metadata': _METADATA,
             'spec': spec,
             'status': status,
@@ -254,11 +273,80 @@ def render_service_identity_crd() -> JsonObj:
     }
 
 
+def render_identity_policy_crd() -> JsonObj:
+    """The cluster-scoped IdentityPolicy CRD (the object named `default` applies)."""
+    spec = _model_schema(IdentityPolicySpec)
+    return {
+        'apiVersion': 'apiextensions.k8s.io/v1',
+        'kind': 'CustomResourceDefinition',
+        'metadata': {
+            'name': f'{v1alpha1.POLICY_PLURAL}.{v1alpha1.GROUP}',
+            'labels': {'app.kubernetes.io/name': 'tenure', 'app.kubernetes.io/part-of': 'tenure'},
+        },
+        'spec': {
+            'group': v1alpha1.GROUP,
+            'scope': 'Cluster',
+            'names': {
+                'kind': v1alpha1.POLICY_KIND,
+                'listKind': f'{v1alpha1.POLICY_KIND}List',
+                'plural': v1alpha1.POLICY_PLURAL,
+                'singular': v1alpha1.POLICY_SINGULAR,
+                'categories': list(v1alpha1.CATEGORIES),
+            },
+            'versions': [
+                {
+                    'name': v1alpha1.VERSION,
+                    'served': True,
+                    'storage': True,
+                    'additionalPrinterColumns': [
+                        {
+                            'name': 'Mode',
+                            'type': 'string',
+                            'jsonPath': '.spec.mode',
+                            'description': 'Enforce or Audit',
+                        },
+                        {
+                            'name': 'Max-Lifetime',
+                            'type': 'string',
+                            'jsonPath': '.spec.maxLifetime',
+                            'description': 'Longest lifetime',
+                        },
+                        {'name': 'Age', 'type': 'date', 'jsonPath': '.metadata.creationTimestamp'},
+                    ],
+                    'schema': {
+                        'openAPIV3Schema': {
+                            'type': 'object',
+                            'description': (v1alpha1.IdentityPolicy.__doc__ or '').strip(),
+                            'properties': {
+                                'apiVersion': _ROOT_FIELDS['apiVersion'],
+                                'kind': _ROOT_FIELDS['kind'],
+                                'metadata': {
+                                    'type': 'object',
+                                    'description': 'Standard object metadata.',
+                                },
+                                'spec': spec,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
+
+
+POLICY_CRD_FILENAME: Final = f'{v1alpha1.POLICY_PLURAL}.{v1alpha1.GROUP}.yaml'
+
+
 def render_all() -> dict[str, str]:
     """Every CRD file's name and YAML text."""
-    crd = render_service_identity_crd()
-    text = HEADER + yaml.safe_dump(crd, sort_keys=False, width=100, allow_unicode=True)
-    return {CRD_FILENAME: text}
+    crds = {
+        CRD_FILENAME: render_service_identity_crd(),
+        POLICY_CRD_FILENAME: render_identity_policy_crd(),
+    }
+    return {
+        name: HEADER + yaml.safe_dump(crd, sort_keys=False, width=100, allow_unicode=True)
+        for name, crd in crds.items()
+    }
 
 
 def write_all(directory: Path) -> list[Path]:

@@ -7,6 +7,7 @@ Every cross-field rule exists twice on purpose: as a pydantic validator (for the
 
 from __future__ import annotations
 
+from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Final, Literal, Self
 
@@ -61,20 +62,6 @@ class OnClose(StrEnum):
     RETAIN = 'Retain'
 
 
-class VaultCapability(StrEnum):
-    """A Vault/OpenBao ACL capability."""
-
-    CREATE = 'create'
-    READ = 'read'
-    UPDATE = 'update'
-    PATCH = 'patch'
-    DELETE = 'delete'
-    LIST = 'list'
-    SUDO = 'sudo'
-    DENY = 'deny'
-    SUBSCRIBE = 'subscribe'
-
-
 class Ticket(ApiModel):
     """The ITSM record (change, request or access item) that authorises this identity."""
 
@@ -86,12 +73,6 @@ class Ticket(ApiModel):
                     'message': 'approvedAt is required once the ticket is no longer Requested',
                     'reason': 'FieldValueRequired',
                     'fieldPath': '.approvedAt',
-                },
-                {
-                    'rule': 'self.requester.lowerAscii() != self.approver.lowerAscii()',
-                    'message': 'requester and approver must be different people '
-                    '(separation of duties)',
-                    'fieldPath': '.approver',
                 },
             ],
         },
@@ -124,11 +105,6 @@ class Ticket(ApiModel):
             raise PydanticCustomError(
                 'ApprovalTimeMissing',
                 'approvedAt is required once the ticket is no longer Requested',
-            )
-        if self.requester.lower() == self.approver.lower():
-            raise PydanticCustomError(
-                'RequesterIsApprover',
-                'requester and approver must be different people (separation of duties)',
             )
         return self
 
@@ -188,7 +164,7 @@ class VaultPathRule(ApiModel):
     path: Annotated[str, Field(pattern=VAULT_PATH_PATTERN, max_length=512)]
     """Vault path, e.g. secret/data/payments/settlement/*."""
     capabilities: Annotated[
-        StringSet[VaultCapability],
+        StringSet[Annotated[str, Field(pattern=r'^[a-z]+$', max_length=32)]],
         Field(min_length=1, max_length=9),
     ]
     """Capabilities on that path, e.g. [read]."""
@@ -238,19 +214,6 @@ class ServiceIdentitySpec(ApiModel):
     """An approved request for one non-human identity: who owns it, why, what it may do and
     until when."""
 
-    model_config = ConfigDict(
-        json_schema_extra={
-            'x-kubernetes-validations': [
-                {
-                    'rule': '!has(self.ticket.approvedAt) || '
-                    'timestamp(self.expiresAt) > timestamp(self.ticket.approvedAt)',
-                    'message': 'expiresAt must be after ticket.approvedAt',
-                    'fieldPath': '.expiresAt',
-                },
-            ],
-        },
-    )
-
     ticket: Ticket
     """The ticket that authorises the identity and drives its lifecycle."""
     owner: Owner
@@ -266,14 +229,6 @@ class ServiceIdentitySpec(ApiModel):
     """Kubernetes RBAC for the ServiceAccount; none when absent."""
     vault: VaultAccess | None = None
     """Vault access for the identity; none when absent."""
-
-    @model_validator(mode='after')
-    def _expires_after_approval(self) -> Self:
-        if self.ticket.approved_at is not None and self.expires_at <= self.ticket.approved_at:
-            raise PydanticCustomError(
-                'ExpiryBeforeApproval', 'expiresAt must be after ticket.approvedAt'
-            )
-        return self
 
 
 class Phase(StrEnum):
@@ -456,7 +411,64 @@ class ServiceIdentity(ApiModel):
 
 CROSS_FIELD_PATHS: Final = {
     'ApprovalTimeMissing': 'approvedAt',
-    'RequesterIsApprover': 'approver',
-    'ExpiryBeforeApproval': 'expiresAt',
 }
 """The field each cross-field rule points at (as the CRD's CEL `fieldPath` does)."""
+
+
+POLICY_KIND: Final = 'IdentityPolicy'
+POLICY_PLURAL: Final = 'identitypolicies'
+POLICY_SINGULAR: Final = 'identitypolicy'
+DEFAULT_POLICY_NAME: Final = 'default'
+
+
+class PolicyMode(StrEnum):
+    """What a guardrail violation does."""
+
+    ENFORCE = 'Enforce'
+    AUDIT = 'Audit'
+
+
+class IdentityPolicySpec(ApiModel):
+    """The guardrails' parameters for the whole cluster (the object named `default` applies)."""
+
+    max_lifetime: Annotated[
+        GoDuration,
+        # pydantic would render the default as ISO 8601 (P90D), which the pattern refuses.
+        Field(json_schema_extra={'default': '2160h'}),
+    ] = timedelta(days=90)
+    """Longest allowed expiresAt - approvedAt (Go duration, e.g. 2160h for 90 days)."""
+    allowed_ticket_systems: Annotated[
+        StringSet[Annotated[str, Field(pattern=TICKET_SYSTEM_PATTERN, max_length=32)]],
+        Field(max_length=32),
+    ] = []
+    """Ticket systems identities may cite; empty allows any."""
+    allowed_vault_path_prefixes: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=512)]],
+        Field(max_length=32),
+    ] = ['{kvMount}/data/{namespace}/', '{kvMount}/metadata/{namespace}/']
+    """Vault paths must start with one of these; {namespace} and {kvMount} are filled in.
+    sys/, auth/, identity/ and tenure/ secrets are refused whatever this says."""
+    allowed_cluster_roles: Annotated[
+        StringSet[Annotated[str, Field(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)]],
+        Field(max_length=64),
+    ] = []
+    """The catalog of ClusterRoles identities may bind in their namespace; empty allows none."""
+    extra_forbidden_verbs: Annotated[
+        StringSet[Annotated[str, Field(pattern=VERB_PATTERN, max_length=32)]],
+        Field(max_length=32),
+    ] = []
+    """Verbs refused besides escalate, bind and impersonate."""
+    min_justification_length: Annotated[int, Field(ge=10, le=2000)] = 10
+    """Shortest allowed justification, in characters."""
+    mode: PolicyMode = PolicyMode.ENFORCE
+    """Enforce denies violations; Audit reports them (conditions, events, metrics) and still
+    provisions, for a gradual rollout."""
+
+
+class IdentityPolicy(ApiModel):
+    """Cluster-wide guardrails for ServiceIdentities."""
+
+    api_version: Literal['tenure.dev/v1alpha1']
+    kind: Literal['IdentityPolicy']
+    metadata: ObjectMeta
+    spec: IdentityPolicySpec = IdentityPolicySpec()

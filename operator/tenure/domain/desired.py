@@ -135,7 +135,7 @@ def vault_policy(identity: Identity) -> str:
         f'# Managed by Tenure for {names.namespace}/{names.name} '
         f'(ticket {identity.ticket_id}, owner {identity.owner.team}). Changes are reverted.',
     ]
-    paths = [(p.path, sorted(c.value for c in p.capabilities)) for p in identity.scope.vault_policy]
+    paths = [(p.path, sorted(p.capabilities)) for p in identity.scope.vault_policy]
     if identity.scope.secret_keys:
         paths.append((names.secret_data_path, ['read']))
     for path, capabilities in paths:

@@ -33,6 +33,7 @@ from tenure.api.v1alpha1 import (
     ServiceIdentityStatus,
     TicketState,
 )
+from tenure.domain.guardrails import Mode, Rule, Violation, describe
 from tenure.domain.names import REVOKE_ANNOTATION
 from tenure.domain.reasons import Reason
 from tenure.domain.scope import covers, scope_of
@@ -49,6 +50,9 @@ class Observed:
     annotations: Mapping[str, str]
     generation: int
     deleting: bool
+    violations: tuple[Violation, ...] = ()
+    """Guardrail violations of the spec under the policy in force (see domain.guardrails)."""
+    mode: Mode = Mode.ENFORCE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +62,8 @@ class Wait:
 
 @dataclasses.dataclass(frozen=True)
 class Deny:
-    reason: Reason
+    reason: str
+    """A Reason or a guardrail Rule id."""
     message: str
 
 
@@ -67,7 +72,7 @@ class Verdict:
     """How the spec is judged while the identity converges (the Valid condition)."""
 
     valid: bool
-    reason: Reason
+    reason: str
     message: str
 
 
@@ -94,7 +99,7 @@ class Converge:
 
 @dataclasses.dataclass(frozen=True)
 class Hold:
-    reason: Reason
+    reason: str
     message: str
 
 
@@ -164,7 +169,8 @@ def _revocation(observed: Observed, now: datetime) -> Revoke | None:
     if state is TicketState.REJECTED:
         return Revoke(RevocationReason.TICKET_REJECTED, f'ticket {spec.ticket.id} was rejected')
     expires_at = effective_expiry(status, spec)
-    if now >= expires_at:
+    if now >= expires_at and status.applied_scope is not None:
+        # Never provisioned and already expired: a denial (AlreadyExpired), not a revocation.
         return Revoke(RevocationReason.EXPIRED, f'access expired at {_stamp(expires_at)}')
     if state is TicketState.CLOSED and spec.ticket.on_close is OnClose.REVOKE:
         return Revoke(
@@ -234,6 +240,17 @@ def decide(observed: Observed, now: datetime) -> Decision:
     if revoke is not None:
         return revoke
     active = status.phase is Phase.ACTIVE
+    if spec is not None and status.applied_scope is None and now >= spec.expires_at:
+        # Whatever the policy mode: provisioning it would only revoke it again at once.
+        return Deny(
+            Rule.ALREADY_EXPIRED,
+            f'{Rule.ALREADY_EXPIRED}: expiresAt {_stamp(spec.expires_at)} has passed; '
+            'a new identity is not provisioned',
+        )
+    if observed.violations and observed.mode is Mode.ENFORCE:
+        message = describe(list(observed.violations))
+        rule = observed.violations[0].rule
+        return Hold(rule, message) if active else Deny(rule, message)
     if spec is None:
         message = f'the spec is invalid: {observed.spec_error}'
         # An Active identity keeps its last valid state until a valid spec or its expiry.
@@ -246,4 +263,14 @@ def decide(observed: Observed, now: datetime) -> Decision:
                 'until the ticket is approved again, closed, cancelled or the identity expires',
             )
         return Wait(f'ticket {spec.ticket.id} is not approved yet; nothing is provisioned')
-    return _converge(observed, spec)
+    converge = _converge(observed, spec)
+    if observed.violations:
+        # Audit mode: reported on Valid (and by events and metrics), provisioned all the same.
+        audit = Verdict(
+            False,
+            observed.violations[0].rule,
+            f'Audit (not enforced): {describe(list(observed.violations))}',
+        )
+        if converge.verdict.valid:
+            converge = dataclasses.replace(converge, verdict=audit)
+    return converge
