@@ -11,8 +11,9 @@ from typing import TextIO
 import kopf
 from prometheus_client import start_http_server
 
+from tenure.api.v1alpha1 import DEFAULT_POLICY_NAME
 from tenure.config import OperatorConfig
-from tenure.errors import TenureError
+from tenure.errors import PermanentError, TenureError
 from tenure.reconcile import Reconciler, Settings
 from tenure.runtime import Runtime, build_registry, operator_settings, utc_now
 
@@ -54,7 +55,7 @@ def build_runtime(config: OperatorConfig) -> Runtime:
             max_token_ttl=config.max_token_ttl,
         ),
     )
-    return Runtime(
+    runtime = Runtime(
         kube,
         reconciler,
         clock=utc_now,
@@ -62,6 +63,11 @@ def build_runtime(config: OperatorConfig) -> Runtime:
         # In a pod, kopf's own ServiceAccount login follows the rotation of the projected token.
         connection=None if in_cluster(config.kubeconfig) else kopf_login,
     )
+    reconciler.policy = runtime.policy
+    # Read before the first reconcile, so no identity is judged against the defaults first.
+    if not runtime.set_policy(kube.read_policy(DEFAULT_POLICY_NAME)):
+        raise PermanentError(f'the IdentityPolicy {DEFAULT_POLICY_NAME!r} does not validate')
+    return runtime
 
 
 async def serve(

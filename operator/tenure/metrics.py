@@ -42,6 +42,36 @@ class _PhaseCollector(Collector):
         yield family
 
 
+class _ViolationCollector(Collector):
+    """`tenure_policy_violations{rule}`: identities violating each guardrail right now."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: dict[Key, frozenset[str]] = {}
+
+    def set(self, key: Key, rules: set[str]) -> None:
+        with self._lock:
+            if rules:
+                self._rules[key] = frozenset(rules)
+            else:
+                self._rules.pop(key, None)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            'tenure_policy_violations',
+            'ServiceIdentities violating each guardrail (Denied, held, or reported in Audit)',
+            labels=['rule'],
+        )
+        with self._lock:
+            counts: dict[str, int] = {}
+            for rules in self._rules.values():
+                for rule in rules:
+                    counts[rule] = counts.get(rule, 0) + 1
+        for rule, count in sorted(counts.items()):
+            family.add_metric([rule], count)
+        yield family
+
+
 class Metrics:
     """The operator's metrics, in a registry of their own."""
 
@@ -49,6 +79,8 @@ class Metrics:
         self.registry = CollectorRegistry()
         self.phases = _PhaseCollector()
         self.registry.register(self.phases)
+        self.violations = _ViolationCollector()
+        self.registry.register(self.violations)
         self.reconciles = Counter(
             'tenure_reconcile_total',
             'Reconciles of ServiceIdentities by result',

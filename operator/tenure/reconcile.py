@@ -82,6 +82,8 @@ class Outcome:
     events: tuple[Note, ...] = ()
     next_deadline: datetime | None = None
     """When to reconcile again even if nothing changes (expiry, token TTL refresh)."""
+    violations: tuple[Violation, ...] = ()
+    """The guardrail violations found (for metrics)."""
 
     @property
     def finished(self) -> bool:
@@ -209,10 +211,13 @@ class Reconciler:
         obj = self._read(body)
         now = self.clock()
         decision = decide(obj.observed, now)
+        violations = obj.observed.violations
         try:
-            outcome = self._act(obj, decision, now)
+            outcome = dataclasses.replace(self._act(obj, decision, now), violations=violations)
         except (TransientError, PermanentError) as e:
-            outcome = self._failed(obj, decision, now, e)
+            outcome = dataclasses.replace(
+                self._failed(obj, decision, now, e), violations=violations
+            )
             self._write(obj, outcome)
             raise ReconcileFailed(outcome, e) from e
         self._write(obj, outcome)

@@ -12,13 +12,22 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import kopf
+from pydantic import ValidationError
 
-from tenure.api.v1alpha1 import GROUP, PLURAL, VERSION
+from tenure.api.v1alpha1 import (
+    DEFAULT_POLICY_NAME,
+    GROUP,
+    PLURAL,
+    POLICY_PLURAL,
+    VERSION,
+    IdentityPolicy,
+)
+from tenure.domain.guardrails import Policy, policy_from
 from tenure.domain.lifecycle import Revoke
 from tenure.domain.names import FINALIZER
 from tenure.errors import PermanentError, TenureError, TransientError
@@ -70,9 +79,43 @@ class Runtime:
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.scheduler = DeadlineScheduler(self._on_deadline, clock=clock)
+        self._policy = Policy()
+        self._known: set[Key] = set()
         self._locks: dict[Key, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._failures: dict[Key, int] = {}
+
+    # -- the guardrail policy ----------------------------------------------------------------
+
+    def policy(self) -> Policy:
+        """The policy in force (the reconciler asks for it on every reconcile)."""
+        return self._policy
+
+    def set_policy(self, body: Mapping[str, Any] | None) -> bool:
+        """Adopt the `default` IdentityPolicy (None: it was deleted, built-in defaults apply).
+
+        Returns False (and keeps the policy in force) when the object does not validate.
+        Identities are re-evaluated at once: an Active one that now violates an Enforce rule is
+        reported (Valid=False, an event, a metric) and held, not revoked (see docs/design.md).
+        """
+        if body is None:
+            policy = Policy()
+        else:
+            try:
+                policy = policy_from(IdentityPolicy.model_validate(dict(body)).spec)
+            except ValidationError as e:
+                log.error(
+                    'IdentityPolicy %s is invalid, keeping the one in force: %s',
+                    DEFAULT_POLICY_NAME,
+                    e,
+                )
+                return False
+        if policy != self._policy:
+            self._policy = policy
+            log.info('guardrail policy now in force: %s', policy)
+            for key in list(self._known):
+                self.scheduler.schedule(key, self.clock())
+        return True
 
     @contextlib.contextmanager
     def _exclusive(self, key: Key) -> Iterator[None]:
@@ -99,8 +142,10 @@ class Runtime:
             finally:
                 self.metrics.reconcile_seconds.observe(time.monotonic() - started)
             self._failures.pop(key, None)
+            self._known.add(key)
             self.metrics.reconciles.labels('success').inc()
             self.metrics.phases.set(key, outcome.status.phase)
+            self.metrics.violations.set(key, {v.rule.value for v in outcome.violations})
             if isinstance(outcome.decision, Revoke) and outcome.finished:
                 self.metrics.revocations.labels(outcome.decision.reason.value).inc()
             self.scheduler.schedule(key, None if outcome.finished else outcome.next_deadline)
@@ -124,7 +169,9 @@ class Runtime:
 
     def _forget(self, key: Key) -> None:
         self.scheduler.schedule(key, None)
+        self._known.discard(key)
         self.metrics.phases.set(key, None)
+        self.metrics.violations.set(key, set())
         self._failures.pop(key, None)
 
     async def _on_deadline(self, key: Key) -> None:
@@ -201,6 +248,11 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    @kopf.on.event(GROUP, VERSION, POLICY_PLURAL, registry=registry)
+    def policy_changed(*, name: str, type: str | None, body: kopf.Body, **_: Any) -> None:
+        if name == DEFAULT_POLICY_NAME:
+            runtime.set_policy(None if type == 'DELETED' else body)
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
     def resumed(*, namespace: str | None, name: str, retry: int, **_: Any) -> None:

@@ -237,6 +237,26 @@ def test_widening_the_scope_without_a_new_approval_is_refused(
     ns = fresh_namespace(stack)
     stack.create(identity('wide', ns))
     assert_active(stack, ns, 'wide')
+    stack.custom.create_cluster_custom_object(
+        'tenure.dev',
+        'v1alpha1',
+        'identitypolicies',
+        {
+            'apiVersion': 'tenure.dev/v1alpha1',
+            'kind': 'IdentityPolicy',
+            'metadata': {'name': 'default'},
+            'spec': {'allowedClusterRoles': ['view']},
+        },
+    )
+    try:
+        widen_with_and_without_approval(stack, ns)
+    finally:
+        stack.custom.delete_cluster_custom_object(
+            'tenure.dev', 'v1alpha1', 'identitypolicies', 'default'
+        )
+
+
+def widen_with_and_without_approval(stack: Stack, ns: str) -> None:
     stack.patch(ns, 'wide', {'spec': {'kubernetes': {'clusterRoles': ['view']}}})
     obj = stack.wait(
         ns,
@@ -338,7 +358,9 @@ def test_a_later_expiry_without_a_new_approval_is_refused(
     stack.create(manifest)
     obj = stack.wait_phase(ns, 'extend', 'Active')
     in_force = obj['status']['expiresAt']
-    later = '2099-01-01T00:00:00Z'
+    from datetime import UTC, datetime, timedelta
+
+    later = (datetime.now(UTC) + timedelta(days=60)).strftime('%Y-%m-%dT%H:%M:%SZ')
     stack.patch(ns, 'extend', {'spec': {'expiresAt': later}})
     obj = stack.wait(
         ns,
