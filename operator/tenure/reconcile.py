@@ -26,6 +26,7 @@ from tenure.api.v1alpha1 import (
 )
 from tenure.domain.conditions import find_condition, set_condition
 from tenure.domain.desired import (
+    DEFAULT_EXPIRY_WARNING,
     DEFAULT_MAX_TOKEN_TTL,
     Identity,
     kubernetes_objects,
@@ -46,6 +47,7 @@ from tenure.domain.lifecycle import (
     Wait,
     decide,
     effective_expiry,
+    expiry_warning,
 )
 from tenure.domain.names import DEFAULT_AUTH_MOUNT, DEFAULT_KV_MOUNT, IdentityNames
 from tenure.domain.reasons import ConditionType, Reason
@@ -64,6 +66,8 @@ class Settings:
     kv_mount: str = DEFAULT_KV_MOUNT
     auth_mount: str = DEFAULT_AUTH_MOUNT
     max_token_ttl: timedelta = DEFAULT_MAX_TOKEN_TTL
+    expiry_warning: timedelta = DEFAULT_EXPIRY_WARNING
+    """How long before expiry the ExpiringSoon condition and its one Warning event come."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -421,6 +425,12 @@ class Reconciler:
         if changed and previous.phase is Phase.ACTIVE:
             log.info('%s/%s: converged %s', names.namespace, names.name, ', '.join(changed))
         events.extend(self._phase_event(obj, Phase.ACTIVE, False, Reason.PROVISIONED, summary))
+        warning = expiry_warning(now, decision.expires_at, self.settings.expiry_warning)
+        expiring = find_condition(previous.conditions, ConditionType.EXPIRING_SOON)
+        if warning.expiring_soon and (expiring is None or expiring.status != 'True'):
+            # Once per approval: the condition is persisted, so a restart does not repeat it, and
+            # a new approval that moves the expiry resets it.
+            events.append(Note(True, Reason.EXPIRING_SOON, warning.message))
         status = previous.model_copy(
             update={
                 'phase': Phase.ACTIVE,
@@ -441,15 +451,19 @@ class Reconciler:
                     (ConditionType.VALID, verdict.valid, verdict.reason, verdict.message),
                     (ConditionType.PROVISIONED, True, Reason.PROVISIONED, summary),
                     (ConditionType.READY, True, Reason.ACTIVE, summary),
+                    (
+                        ConditionType.EXPIRING_SOON,
+                        warning.expiring_soon,
+                        Reason.EXPIRING_SOON if warning.expiring_soon else Reason.EXPIRES_LATER,
+                        warning.message,
+                    ),
                 ),
             }
         )
-        return Outcome(
-            status,
-            decision,
-            tuple(events),
-            next_deadline=min(decision.expires_at, ttl.next_refresh),
-        )
+        deadlines = [decision.expires_at, ttl.next_refresh]
+        if warning.starts_at is not None:
+            deadlines.append(warning.starts_at)
+        return Outcome(status, decision, tuple(events), next_deadline=min(deadlines))
 
     def _converge_secret(
         self, identity: Identity, decision: Converge, previous: ServiceIdentityStatus, now: datetime

@@ -268,3 +268,22 @@ def test_the_merge_patch_removes_what_is_gone_and_nothing_else() -> None:
     new = {'a': 1, 'b': {'c': 2}, 'e': [1, 2], 'f': 'x'}
     assert merge_patch_between(old, new) == {'b': {'d': None}, 'e': [1, 2], 'f': 'x'}
     assert merge_patch_between(new, new) == {}
+
+
+def test_expiring_soon_is_a_condition_and_one_warning_event_per_approval(harness: Harness) -> None:
+    harness.now = datetime(2027, 2, 1, tzinfo=UTC)  # more than 7 days before 2027-02-15
+    outcome = harness.run()
+    assert harness.condition('ExpiringSoon')['status'] == 'False'
+    assert outcome.next_deadline == datetime(2027, 2, 1, 1, tzinfo=UTC), 'TTL refresh first'
+    harness.now = datetime(2027, 2, 10, tzinfo=UTC)
+    harness.run()
+    expiring = harness.condition('ExpiringSoon')
+    assert (expiring['status'], expiring['reason']) == ('True', 'ExpiringSoon')
+    assert '2027-02-15T00:00:00Z' in expiring['message']
+    patches = len(harness.kube.status_patches)
+    harness.now += timedelta(hours=3)
+    harness.run()  # a later reconcile, or the same status read after a restart
+    assert len(harness.kube.status_patches) == patches, 'a stable message: no status rewrite'
+    assert [e for e in harness.kube.events if e[1] == 'ExpiringSoon'] == [
+        (True, 'ExpiringSoon', expiring['message'])
+    ]

@@ -25,6 +25,8 @@ Manifest = dict[str, Any]
 RBAC_GROUP: Final = 'rbac.authorization.k8s.io'
 DEFAULT_MAX_TOKEN_TTL: Final = timedelta(hours=1)
 """The longest a Vault token issued to an identity lives, far from its expiry."""
+DEFAULT_EXPIRY_WARNING: Final = timedelta(days=7)
+"""How long before its expiry an identity is reported ExpiringSoon."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from tenure.api.v1alpha1 import (
     ApprovalRecord,
@@ -145,6 +145,28 @@ def effective_expiry(status: ServiceIdentityStatus, spec: ServiceIdentitySpec) -
     if in_force is None or spec.expires_at <= in_force or approval_changed(status, spec):
         return spec.expires_at
     return in_force
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpiryWarning:
+    expiring_soon: bool
+    message: str
+    starts_at: datetime | None
+    """When the warning will start, if it has not yet (a deadline to reconcile at)."""
+
+
+def expiry_warning(now: datetime, expires_at: datetime, lead: timedelta) -> ExpiryWarning:
+    """Whether `expires_at` is within `lead` of `now` (the ExpiringSoon condition)."""
+    starts_at = expires_at - lead
+    if now >= starts_at:
+        # No relative time in the text: it would change the status on every reconcile.
+        return ExpiryWarning(
+            True,
+            f'access expires at {_stamp(expires_at)}, within {lead.days} days; renewing it needs '
+            'a new approval',
+            None,
+        )
+    return ExpiryWarning(False, f'access expires at {_stamp(expires_at)}', starts_at)
 
 
 def _revocation(observed: Observed, now: datetime) -> Revoke | None:

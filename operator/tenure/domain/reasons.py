@@ -12,6 +12,8 @@ class ConditionType(StrEnum):
     """The spec is acceptable as it stands (schema, approval, scope changes)."""
     PROVISIONED = 'Provisioned'
     """The Kubernetes and Vault objects exist as desired."""
+    EXPIRING_SOON = 'ExpiringSoon'
+    """The expiry is within the warning lead (default 7 days)."""
 
 
 class Reason(StrEnum):
@@ -32,6 +34,8 @@ class Reason(StrEnum):
     REVOKING = 'Revoking'
     REVOCATION_FAILED = 'RevocationFailed'
     REVOKED = 'Revoked'
+    EXPIRING_SOON = 'ExpiringSoon'
+    EXPIRES_LATER = 'ExpiresLater'
     # Events only
     OWNER_CHANGED = 'OwnerChanged'
     SECRET_ROTATED = 'SecretRotated'
