@@ -35,6 +35,7 @@ from . import crds, errors, openapi, tables
 from .auth import TokenApi
 from .controllers import Controllers
 from .errors import ApiError
+from .faults import FaultInjector
 from .operations import (
     APPLY_PATCH,
     Api,
@@ -126,6 +127,10 @@ class KubeApiEmulator:
         self.watch_window = watch_window
         self.token_issuer = token_issuer or TokenIssuer()
         self.url = ''
+        # ---- fault injection (test tooling, see faults.py): rules that tests add at any time.
+        self.faults = FaultInjector(
+            parse_request=self._request_info, resource_version=lambda: self.store.rv
+        )
         self._runner: web.AppRunner | None = None
         self._controller_task: asyncio.Task[None] | None = None
         self.store: Store
@@ -146,7 +151,9 @@ class KubeApiEmulator:
         self._watches = WatchServer(self.api, bookmark_interval=self.bookmark_interval)
         self._bootstrap()
         app = web.Application(client_max_size=MAX_BODY)
-        app.router.add_route('*', '/{tail:.*}', self._handle)
+        # ---- fault injection (test tooling, see faults.py): every request passes the rules on
+        # its way to self._handle; the control API is served under faults.CONTROL_PATH.
+        self.faults.install(app, self._handle)
         self._runner = web.AppRunner(
             app,
             handle_signals=False,
