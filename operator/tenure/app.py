@@ -11,6 +11,7 @@ from typing import TextIO
 import kopf
 from prometheus_client import start_http_server
 
+from tenure.admission import webhook_server
 from tenure.api.v1alpha1 import DEFAULT_POLICY_NAME
 from tenure.config import OperatorConfig
 from tenure.errors import PermanentError, TenureError
@@ -79,9 +80,12 @@ async def serve(
 ) -> None:
     """Run the kopf operator with Tenure's handlers until stopped (SIGINT/SIGTERM or stop_flag)."""
     liveness = f'http://0.0.0.0:{config.health_port}/healthz' if config.health_port else None
+    settings = operator_settings()
+    if config.webhook is not None:
+        settings.admission.server = webhook_server(config.webhook)
     await kopf.operator(
-        registry=build_registry(runtime),
-        settings=operator_settings(),
+        registry=build_registry(runtime, admission=config.webhook is not None),
+        settings=settings,
         clusterwide=not config.namespaces,
         namespaces=list(config.namespaces),
         standalone=True,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ssl
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -39,6 +40,18 @@ class VaultConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class WebhookConfig:
+    """The validating admission webhook's listener (issue #4)."""
+
+    port: int
+    cert_file: Path | None = None
+    """PEM certificate (chain allowed), e.g. tls.crt of a cert-manager Secret."""
+    key_file: Path | None = None
+    insecure: bool = False
+    """Plain HTTP: local development and tests only (the API server calls webhooks over HTTPS)."""
+
+
+@dataclasses.dataclass(frozen=True)
 class OperatorConfig:
     vault: VaultConfig
     namespaces: tuple[str, ...] = ()
@@ -49,6 +62,8 @@ class OperatorConfig:
     health_port: int = DEFAULT_HEALTH_PORT
     max_token_ttl: timedelta = DEFAULT_MAX_TOKEN_TTL
     kubeconfig: str | None = None
+    webhook: WebhookConfig | None = None
+    """None: no admission webhook is served."""
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -112,6 +127,29 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         help=f'liveness endpoint /healthz port, 0 to disable [{DEFAULT_HEALTH_PORT}]',
     )
     parser.add_argument(
+        '--webhook-port',
+        type=int,
+        metavar='PORT',
+        help='serve the validating admission webhook for ServiceIdentities on PORT, at path '
+        '/validate-serviceidentities; 0 or absent: no webhook [0]',
+    )
+    parser.add_argument(
+        '--webhook-cert',
+        type=Path,
+        metavar='FILE',
+        help='PEM certificate of the webhook (e.g. tls.crt of a cert-manager Secret); re-read when '
+        'it changes',
+    )
+    parser.add_argument(
+        '--webhook-key', type=Path, metavar='FILE', help='PEM private key for --webhook-cert'
+    )
+    parser.add_argument(
+        '--webhook-insecure',
+        action='store_true',
+        help='serve the webhook over plain HTTP: local development and tests only (the API server '
+        'calls webhooks over HTTPS)',
+    )
+    parser.add_argument(
         '--max-token-ttl',
         metavar='DURATION',
         help='longest life of a Vault token issued to an identity, far from its expiry [1h]',
@@ -130,6 +168,37 @@ def _port(value: int | None, default: int, flag: str) -> int:
     if not 0 <= port <= 65535:
         raise ConfigError(f'{flag}: {port} is not a TCP port (0 disables)')
     return port
+
+
+def _webhook(args: argparse.Namespace) -> WebhookConfig | None:
+    port = _port(args.webhook_port, 0, '--webhook-port')
+    cert, key, insecure = args.webhook_cert, args.webhook_key, args.webhook_insecure
+    if not port:
+        if cert or key or insecure:
+            raise ConfigError(
+                '--webhook-cert, --webhook-key and --webhook-insecure need --webhook-port'
+            )
+        return None
+    if insecure:
+        if cert or key:
+            raise ConfigError(
+                '--webhook-insecure serves plain HTTP: it excludes --webhook-cert and --webhook-key'
+            )
+        return WebhookConfig(port=port, insecure=True)
+    if cert is None or key is None:
+        raise ConfigError(
+            '--webhook-port needs --webhook-cert and --webhook-key (the API server calls webhooks '
+            'over HTTPS only), or --webhook-insecure for local development'
+        )
+    try:
+        # Loaded once here so that a wrong file fails `tenure run` at once, not the webhook later.
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigError(
+            f'--webhook-cert/--webhook-key: cannot load the certificate {cert} with the key '
+            f'{key} (PEM expected): {e}'
+        ) from None
+    return WebhookConfig(port=port, cert_file=cert, key_file=key)
 
 
 def parse_run_config(args: argparse.Namespace, env: Mapping[str, str]) -> OperatorConfig:
@@ -180,4 +249,5 @@ def parse_run_config(args: argparse.Namespace, env: Mapping[str, str]) -> Operat
         health_port=_port(args.health_port, DEFAULT_HEALTH_PORT, '--health-port'),
         max_token_ttl=max_ttl,
         kubeconfig=args.kubeconfig or env.get('KUBECONFIG') or None,
+        webhook=_webhook(args),
     )

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import kopf
 from pydantic import ValidationError
 
+from tenure.admission import OPERATIONS, WEBHOOK_ID, AdmissionRequest, review
 from tenure.api.v1alpha1 import (
     DEFAULT_POLICY_NAME,
     GROUP,
@@ -226,8 +227,8 @@ def operator_settings(max_workers: int = 16) -> kopf.OperatorSettings:
     return settings
 
 
-def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
-    """The kopf handlers: thin, they only call the runtime."""
+def build_registry(runtime: Runtime, *, admission: bool = False) -> kopf.OperatorRegistry:
+    """The kopf handlers: thin, they only call the runtime (and the admission review)."""
     registry = kopf.OperatorRegistry()
     tasks: list[asyncio.Task[None]] = []
 
@@ -269,5 +270,29 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
     def deleted(*, namespace: str | None, name: str, retry: int, **_: Any) -> None:
         runtime.handle(namespace or '', name, retry, deleting=True)
+
+    if admission:
+        # Registered only with a webhook server: kopf refuses to start admission handlers without.
+        @kopf.on.validate(
+            GROUP, VERSION, PLURAL, id=WEBHOOK_ID, operations=OPERATIONS, registry=registry
+        )
+        def validate(
+            *,
+            warnings: list[str],
+            operation: str | None = None,
+            new: kopf.Body | None = None,
+            old: kopf.Body | None = None,
+            **_: Any,
+        ) -> None:
+            answer = review(
+                AdmissionRequest(operation or '', new, old),
+                policy=runtime.policy(),
+                now=runtime.clock(),
+                kv_mount=runtime.reconciler.settings.kv_mount,
+                namespace_labels=runtime.kube.namespace_labels,
+            )
+            warnings.extend(answer.warnings)
+            if not answer.allowed:
+                raise kopf.AdmissionError(answer.message, code=answer.code)
 
     return registry
