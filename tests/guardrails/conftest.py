@@ -146,7 +146,7 @@ def case_params(*, valid: bool | None = None) -> list[Any]:
     ]
 
 
-# -- caller: tenure check ------------------------------------------------------------------------
+# -- caller: tenure check -------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +182,7 @@ def check_document(
     return run_check([path], policy_file=policy_file, now=now)
 
 
-# -- caller: the CRD, as the API server enforces it ------------------------------------------------
+# -- caller: the CRD, as the API server enforces it -----------------------------------------------
 
 
 @functools.cache
@@ -200,7 +200,7 @@ def crd_errors(doc: Obj) -> list[apiserver_schema.FieldError]:
     return apiserver_schema.validate(schema, stored)
 
 
-# -- caller: the operator ---------------------------------------------------------------------
+# -- caller: the operator -------------------------------------------------------------------------
 
 
 @dataclasses.dataclass

@@ -42,7 +42,7 @@ RICH = {
 """Rules with many ways to break them get several cases each."""
 
 
-# -- the corpus itself -------------------------------------------------------------------------
+# -- the corpus itself ----------------------------------------------------------------------------
 
 
 def test_the_corpus_holds_at_least_forty_invalid_manifests_and_some_valid_ones() -> None:
@@ -82,7 +82,7 @@ def test_policy_dependent_rules_are_covered_under_a_policy() -> None:
     } <= with_policy
 
 
-# -- caller 1: tenure check --------------------------------------------------------------------
+# -- caller 1: tenure check -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize('case', case_params())
@@ -100,7 +100,7 @@ def test_tenure_check_reports_the_expected_rules(case: Case) -> None:
         assert problem['field'].startswith('spec'), problem
 
 
-# -- caller 2: the CRD, as the API server enforces it --------------------------------------------
+# -- caller 2: the CRD, as the API server enforces it ---------------------------------------------
 
 
 @pytest.mark.parametrize('case', case_params())
@@ -115,7 +115,7 @@ def test_the_crd_refuses_exactly_the_static_cases_naming_the_rule(case: Case) ->
         assert any(rule in m for m in messages), (rule, messages)
 
 
-# -- caller 3: the operator --------------------------------------------------------------------
+# -- caller 3: the operator -----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize('case', case_params(valid=False))
