@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import pytest
 
+from tenure.admission import DENIED, INVALID, AdmissionRequest, review
 from tenure.domain.guardrails import Rule
 from tenure.manifests import INVALID_SPEC
 from tests.guardrails.conftest import (
     CASES,
+    NOW,
     STATIC_RULES,
     Case,
     case_params,
@@ -152,3 +154,32 @@ def test_the_operator_accepts_the_valid_cases(case: Case) -> None:
         assert operated.phase == 'Active'
         name = doc['metadata']['name']
         assert ('ServiceAccount', name) in operated.kube.objects
+
+
+# -- caller 4: the admission webhook ------------------------------------------------------------
+
+
+@pytest.mark.parametrize('case', case_params())
+def test_the_admission_webhook_refuses_with_every_violation_and_admits_the_valid(
+    case: Case,
+) -> None:
+    doc = case.manifest()
+    labels = case.namespace_labels
+    answer = review(
+        AdmissionRequest('CREATE', doc, namespace=doc['metadata']['namespace']),
+        policy=case.policy(),
+        now=NOW,
+        kv_mount='secret',
+        namespace_labels=lambda _namespace: labels,
+    )
+    if case.valid:
+        assert answer.allowed, answer.message
+        return
+    assert not answer.allowed
+    assert answer.code == (INVALID if case.expect == INVALID_SPEC else DENIED)
+    # The first violation names the rule, as the operator's Valid reason does.
+    assert answer.message.startswith(f'{case.expect}: '), answer.message
+    for rule in case.rules:
+        assert f'{rule}: ' in answer.message, (rule, answer.message)
+    for problem in run_check([case.path], policy_file=case.policy_file).problems:
+        assert f'{problem["rule"]}: {problem["field"]}: ' in answer.message, problem
