@@ -74,7 +74,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, Protocol, assert_never
 
@@ -360,7 +360,7 @@ class _RuleState:
     fired: int = 0
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class _OpenWatch:
     request: web.Request
     facts: RequestFacts
@@ -590,7 +590,10 @@ class FaultInjector:
 
     def _drop_watches(self, match: RequestMatch | None, *, reset: bool) -> int:
         with self._changed:
-            doomed = self._matching_watches(match)
+            keys = [k for k, w in self._watches.items() if match is None or match.matches(w.facts)]
+            # Gone from the list at once, not when their handlers notice the closed connection.
+            doomed = [self._watches.pop(key) for key in keys]
+            self._notify()
         for watch in doomed:
             _hang_up(watch.request, reset=reset)
         if doomed:
@@ -900,12 +903,3 @@ class FaultControl:
     def drop_watches(self, match: RequestMatch | None = None, *, reset: bool = False) -> int:
         body = {'match': _rule_json(match or RequestMatch()), 'reset': reset}
         return int(self._call('POST', '/watches/drop', body)['dropped'])
-
-
-@contextlib.contextmanager
-def faults_cleared(faults: Faults) -> Iterator[Faults]:
-    """Remove every rule when the block ends, however it ends (a fixture's teardown)."""
-    try:
-        yield faults
-    finally:
-        faults.clear()
