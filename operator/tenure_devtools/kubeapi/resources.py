@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import patch, strategies
-from .errors import GroupResource
+from . import meta, patch, selectors, strategies
+from .errors import Cause, GroupResource
+from .meta import FieldViolation, go_value
 from .strategies import Strategy
 
 Obj = dict[str, Any]
@@ -201,6 +202,292 @@ _POD_FIELDS = {
 }
 
 
+# ---- Kinds an installation manifest carries (deploy/): stored, defaulted and validated --------
+#
+# The emulator runs no workload: a Deployment never gets a ReplicaSet or pods, a Service gets no
+# cluster IP and no endpoints, and the API server here calls no admission webhook. They are
+# stored so that `kubectl apply -k deploy/` works against it, with the defaults and the
+# validation that reject a malformed manifest on a real server.
+
+
+def _duplicate(field: str, value: Any) -> FieldViolation:
+    return FieldViolation(
+        field, 'FieldValueDuplicate', f'{field}: Duplicate value: {go_value(value)}'
+    )
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+class DeploymentStrategy(strategies.Strategy):
+    """apps/v1 Deployment (pkg/registry/apps/deployment/strategy.go, apps/v1 defaults.go and
+    pkg/apis/apps/validation): a spec change bumps `metadata.generation`, status is a subresource,
+    the selector is required, must select the pod template's labels and cannot change."""
+
+    known_fields = frozenset({'spec', 'status'})
+    status_subresource = True
+    generation: strategies.GenerationPolicy = 'spec'
+
+    def decode(self, rt: ResourceType, obj: Obj) -> tuple[Obj, list[str]]:
+        obj, dropped = super().decode(rt, obj)
+        spec = obj.get('spec')
+        if isinstance(spec, dict):
+            # SetDefaults_Deployment: one replica, RollingUpdate 25%/25%, 10 old ReplicaSets kept,
+            # a rollout judged stuck after 600 seconds.
+            spec.setdefault('replicas', 1)
+            strategy = spec.setdefault('strategy', {})
+            if isinstance(strategy, dict):
+                strategy.setdefault('type', 'RollingUpdate')
+                if strategy['type'] == 'RollingUpdate':
+                    rolling = strategy.setdefault('rollingUpdate', {})
+                    if isinstance(rolling, dict):
+                        rolling.setdefault('maxUnavailable', '25%')
+                        rolling.setdefault('maxSurge', '25%')
+            spec.setdefault('revisionHistoryLimit', 10)
+            spec.setdefault('progressDeadlineSeconds', 600)
+        return obj, dropped
+
+    def validate(self, rt: ResourceType, obj: Obj) -> list[Cause]:
+        spec = _mapping(obj.get('spec'))
+        problems: list[Cause] = []
+        replicas = spec.get('replicas')
+        if isinstance(replicas, int) and replicas < 0:
+            problems.append(
+                meta.invalid('spec.replicas', replicas, 'must be greater than or equal to 0')
+            )
+        template = _mapping(spec.get('template'))
+        if not _mapping(template.get('spec')).get('containers'):
+            problems.append(meta.required('spec.template.spec.containers'))
+        selector = spec.get('selector')
+        if not isinstance(selector, dict):
+            problems.append(meta.required('spec.selector'))
+            return problems
+        if not selector.get('matchLabels') and not selector.get('matchExpressions'):
+            problems.append(
+                meta.invalid('spec.selector', selector, 'empty selector is invalid for deployment')
+            )
+            return problems
+        labels = _mapping(_mapping(template.get('metadata')).get('labels'))
+        try:
+            matches = selectors.label_selector_from_object(selector)(labels)
+        except selectors.SelectorError as e:
+            problems.append(meta.invalid('spec.selector', selector, str(e)))
+            return problems
+        if not matches:
+            problems.append(
+                meta.invalid(
+                    'spec.template.metadata.labels',
+                    labels,
+                    '`selector` does not match template `labels`',
+                )
+            )
+        return problems
+
+    def validate_update(self, rt: ResourceType, new: Obj, old: Obj) -> list[Cause]:
+        problems = self.validate(rt, new)
+        selector = _mapping(new.get('spec')).get('selector')
+        if selector != _mapping(old.get('spec')).get('selector'):
+            # apps/v1 made the selector immutable (it names the ReplicaSets the Deployment owns).
+            problems.append(meta.immutable('spec.selector', selector))
+        return problems
+
+
+_SERVICE_TYPES = ('ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName')
+_PROTOCOLS = ('TCP', 'UDP', 'SCTP')
+
+
+class ServiceStrategy(strategies.Strategy):
+    """core/v1 Service (pkg/registry/core/service/strategy.go, core/v1 defaults.go and
+    ValidateService): type, protocol, targetPort and session affinity defaulted; ports required
+    (except ExternalName and headless Services), named when there are several, names unique."""
+
+    known_fields = frozenset({'spec', 'status'})
+    status_subresource = True
+
+    def decode(self, rt: ResourceType, obj: Obj) -> tuple[Obj, list[str]]:
+        obj, dropped = super().decode(rt, obj)
+        spec = obj.get('spec')
+        if isinstance(spec, dict):
+            spec.setdefault('type', 'ClusterIP')
+            spec.setdefault('sessionAffinity', 'None')
+            for port in spec.get('ports') or []:
+                if isinstance(port, dict):
+                    port.setdefault('protocol', 'TCP')
+                    if 'port' in port:
+                        port.setdefault('targetPort', port['port'])
+        return obj, dropped
+
+    def reset_status_on_create(self, obj: Obj) -> None:
+        obj['status'] = {'loadBalancer': {}}
+
+    def validate(self, rt: ResourceType, obj: Obj) -> list[Cause]:
+        spec = _mapping(obj.get('spec'))
+        problems: list[Cause] = []
+        kind = spec.get('type', 'ClusterIP')
+        if kind not in _SERVICE_TYPES:
+            problems.append(meta.not_supported('spec.type', kind, _SERVICE_TYPES))
+        ports = spec.get('ports') or []
+        headless = spec.get('clusterIP') == 'None'
+        if not ports and kind != 'ExternalName' and not headless:
+            problems.append(meta.required('spec.ports'))
+        names: set[str] = set()
+        for index, port in enumerate(ports):
+            path = f'spec.ports[{index}]'
+            port = _mapping(port)
+            name = port.get('name', '')
+            if len(ports) > 1 and not name:
+                problems.append(meta.required(f'{path}.name'))
+            elif name:
+                problems.extend(
+                    meta.invalid(f'{path}.name', name, m) for m in meta.dns1123_label(name)
+                )
+                if name in names:
+                    problems.append(_duplicate(f'{path}.name', name))
+                names.add(name)
+            number = port.get('port')
+            if not isinstance(number, int) or not 1 <= number <= 65535:
+                problems.append(
+                    meta.invalid(f'{path}.port', number, 'must be between 1 and 65535, inclusive')
+                )
+            if port.get('protocol') not in _PROTOCOLS:
+                problems.append(
+                    meta.not_supported(f'{path}.protocol', port.get('protocol'), _PROTOCOLS)
+                )
+        return problems
+
+
+_FAILURE_POLICIES = ('Ignore', 'Fail')
+_SIDE_EFFECTS = ('None', 'NoneOnDryRun')
+_REVIEW_VERSIONS = ('v1', 'v1beta1')
+
+
+class ValidatingWebhookConfigurationStrategy(strategies.Strategy):
+    """admissionregistration.k8s.io/v1 ValidatingWebhookConfiguration
+    (pkg/registry/admissionregistration/validatingwebhookconfiguration/strategy.go, v1 defaults.go
+    and ValidateValidatingWebhookConfiguration): the generation moves when `webhooks` change;
+    each webhook gets Fail, Equivalent, empty selectors, 10 seconds and port 443 by default, and
+    must be uniquely named as a domain of three or more segments, say its side effects and the
+    AdmissionReview versions it speaks, and point at exactly one of a URL or a Service."""
+
+    known_fields = frozenset({'webhooks'})
+    generation: strategies.GenerationPolicy = 'non-metadata'
+
+    def decode(self, rt: ResourceType, obj: Obj) -> tuple[Obj, list[str]]:
+        obj, dropped = super().decode(rt, obj)
+        for hook in obj.get('webhooks') or []:
+            if not isinstance(hook, dict):
+                continue
+            hook.setdefault('failurePolicy', 'Fail')
+            hook.setdefault('matchPolicy', 'Equivalent')
+            hook.setdefault('namespaceSelector', {})
+            hook.setdefault('objectSelector', {})
+            hook.setdefault('timeoutSeconds', 10)
+            for rule in hook.get('rules') or []:
+                if isinstance(rule, dict):
+                    rule.setdefault('scope', '*')
+            service = _mapping(hook.get('clientConfig')).get('service')
+            if isinstance(service, dict):
+                service.setdefault('port', 443)
+        return obj, dropped
+
+    def validate(self, rt: ResourceType, obj: Obj) -> list[Cause]:
+        problems: list[Cause] = []
+        names: set[str] = set()
+        for index, hook in enumerate(obj.get('webhooks') or []):
+            path = f'webhooks[{index}]'
+            hook = _mapping(hook)
+            name = hook.get('name', '')
+            if not name:
+                problems.append(meta.required(f'{path}.name'))
+            else:
+                problems.extend(
+                    meta.invalid(f'{path}.name', name, m) for m in meta.dns1123_subdomain(name)
+                )
+                if len(name.split('.')) < 3:
+                    problems.append(
+                        meta.invalid(
+                            f'{path}.name',
+                            name,
+                            'should be a domain with at least three segments separated by dots',
+                        )
+                    )
+                if name in names:
+                    problems.append(_duplicate(f'{path}.name', name))
+                names.add(name)
+            versions = hook.get('admissionReviewVersions') or []
+            if not any(v in _REVIEW_VERSIONS for v in versions):
+                problems.append(
+                    meta.required(
+                        f'{path}.admissionReviewVersions', 'must specify one of v1, v1beta1'
+                    )
+                )
+            side_effects = hook.get('sideEffects')
+            if side_effects not in _SIDE_EFFECTS:
+                problems.append(
+                    meta.not_supported(f'{path}.sideEffects', side_effects, _SIDE_EFFECTS)
+                )
+            failure = hook.get('failurePolicy')
+            if failure not in _FAILURE_POLICIES:
+                problems.append(
+                    meta.not_supported(f'{path}.failurePolicy', failure, _FAILURE_POLICIES)
+                )
+            timeout = hook.get('timeoutSeconds')
+            if not isinstance(timeout, int) or not 1 <= timeout <= 30:
+                problems.append(
+                    meta.invalid(
+                        f'{path}.timeoutSeconds',
+                        timeout,
+                        'the timeout value must be between 1 and 30 seconds',
+                    )
+                )
+            config = _mapping(hook.get('clientConfig'))
+            if ('url' in config) == ('service' in config):
+                problems.append(
+                    meta.required(
+                        f'{path}.clientConfig', 'exactly one of url or service is required'
+                    )
+                )
+            service = _mapping(config.get('service'))
+            if 'service' in config:
+                for field in ('namespace', 'name'):
+                    if not service.get(field):
+                        problems.append(meta.required(f'{path}.clientConfig.service.{field}'))
+                port = service.get('port')
+                if not isinstance(port, int) or not 1 <= port <= 65535:
+                    problems.append(
+                        meta.invalid(
+                            f'{path}.clientConfig.service.port',
+                            port,
+                            'port is not valid: must be between 1 and 65535, inclusive',
+                        )
+                    )
+        return problems
+
+
+# Strategic merge patch keys from the Go struct tags (k8s.io/api apps/v1, core/v1 and
+# admissionregistration/v1 types.go): a Deployment's pod template merges like a Pod's spec.
+_DEPLOYMENT_MERGE_KEYS = {
+    'metadata.finalizers': '',
+    'metadata.ownerReferences': 'uid',
+    'spec.template.metadata.finalizers': '',
+    'spec.template.metadata.ownerReferences': 'uid',
+    **{f'spec.template.{k}': v for k, v in _MERGE_KEYS['Pod'].items() if k.startswith('spec.')},
+    'status.conditions': 'type',
+}
+_SERVICE_MERGE_KEYS = {
+    'metadata.finalizers': '',
+    'metadata.ownerReferences': 'uid',
+    'spec.ports': 'port',
+    'status.conditions': 'type',
+}
+_WEBHOOK_CONFIGURATION_MERGE_KEYS = {
+    'metadata.finalizers': '',
+    'metadata.ownerReferences': 'uid',
+    'webhooks': 'name',
+}
+
+
 def builtin_types() -> list[ResourceType]:
     """The built-in resources (a subset of a real cluster's, enough for Tenure and kopf)."""
     rbac = strategies.RBAC_GROUP
@@ -365,6 +652,50 @@ def builtin_types() -> list[ResourceType]:
             merge_keys=_MERGE_KEYS['Lease'],
         ),
         ResourceType(
+            'apps',
+            'v1',
+            'deployments',
+            'deployment',
+            'Deployment',
+            True,
+            DeploymentStrategy(),
+            short_names=('deploy',),
+            categories=('all',),
+            # A real server also serves deployments/scale (kind autoscaling/v1 Scale); the
+            # emulator does not, so discovery does not announce it.
+            subresources=('status',),
+            field_error_style=META_STYLE,
+            merge_keys=_DEPLOYMENT_MERGE_KEYS,
+        ),
+        ResourceType(
+            '',
+            'v1',
+            'services',
+            'service',
+            'Service',
+            True,
+            ServiceStrategy(),
+            # DELETE answers with the Service itself (200, or 202 while finalizers hold it):
+            # https://kubernetes.io/docs/reference/kubernetes-api/service-resources/service-v1/
+            short_names=('svc',),
+            categories=('all',),
+            subresources=('status',),
+            merge_keys=_SERVICE_MERGE_KEYS,
+            return_deleted_object=True,
+        ),
+        ResourceType(
+            'admissionregistration.k8s.io',
+            'v1',
+            'validatingwebhookconfigurations',
+            'validatingwebhookconfiguration',
+            'ValidatingWebhookConfiguration',
+            False,
+            ValidatingWebhookConfigurationStrategy(),
+            categories=('api-extensions',),
+            field_error_style=META_STYLE,
+            merge_keys=_WEBHOOK_CONFIGURATION_MERGE_KEYS,
+        ),
+        ResourceType(
             'apiextensions.k8s.io',
             'v1',
             'customresourcedefinitions',
@@ -397,6 +728,8 @@ def version_priority(version: str) -> tuple[int, int, int, str]:
 
 # Discovery lists the built-in groups in this order, custom groups after them by name.
 _BUILTIN_GROUP_ORDER = (
+    'apps',
+    'admissionregistration.k8s.io',
     'apiextensions.k8s.io',
     'authentication.k8s.io',
     'rbac.authorization.k8s.io',
