@@ -393,6 +393,29 @@ class AdmissionServer(kopf.WebhookServer):
             yield client_config
 
 
+class AdmissionLogFilter(logging.Filter):
+    """kopf logs a refused review as an ERROR ("failed permanently") and every answer at INFO.
+
+    A refusal is the webhook doing its job on someone's manifest, not an operator fault to alert
+    on: it is logged at INFO, naming the object. Admitted reviews go to DEBUG.
+    """
+
+    REFUSED: Final = f"Webhook '{WEBHOOK_ID}' failed permanently: "
+    ADMITTED: Final = f"Webhook '{WEBHOOK_ID}' succeeded."
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith(self.REFUSED):
+            ref = getattr(record, 'k8s_ref', None) or {}
+            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+            record.msg = 'admission refused for %s/%s: %s'
+            record.args = (ref.get('namespace'), ref.get('name'), message[len(self.REFUSED) :])
+        elif message == self.ADMITTED:
+            record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
 def webhook_server(config: WebhookConfig) -> AdmissionServer:
     """The listener for `tenure run --webhook-port`: TLS from files, or plain HTTP if insecure.
 
@@ -402,6 +425,9 @@ def webhook_server(config: WebhookConfig) -> AdmissionServer:
     it is deployed with the manifests.
     """
     scheme = 'http' if config.insecure else 'https'
+    kopf_objects = logging.getLogger('kopf.objects')
+    if not any(isinstance(f, AdmissionLogFilter) for f in kopf_objects.filters):
+        kopf_objects.addFilter(AdmissionLogFilter())
     log.info('admission webhook at %s://*:%d%s', scheme, config.port, WEBHOOK_PATH)
     return AdmissionServer(
         port=config.port,

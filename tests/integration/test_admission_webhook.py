@@ -171,13 +171,13 @@ def operator_with(
 
 
 @pytest.fixture(scope='module')
-def webhook(
+def served(
     kubeconfig: Path,
     vault_for_identities: OpenBaoDevServer,
     tmp_path_factory: pytest.TempPathFactory,
     namespaces: None,
-) -> Iterator[str]:
-    """The URL of the real operator's webhook, over plain HTTP (--webhook-insecure)."""
+) -> Iterator[tuple[str, OperatorProcess]]:
+    """The real operator and its webhook's URL, over plain HTTP (--webhook-insecure)."""
     port = free_port()
     log_dir = tmp_path_factory.mktemp('webhook-operator')
     with operator_with(
@@ -186,8 +186,13 @@ def webhook(
         process.start()
         url = f'http://127.0.0.1:{port}{WEBHOOK_PATH}'
         wait_serving(url)
-        yield url
+        yield url, process
         assert process.running, process.log_tail()
+
+
+@pytest.fixture
+def webhook(served: tuple[str, OperatorProcess]) -> str:
+    return served[0]
 
 
 def test_a_valid_identity_is_admitted(webhook: str) -> None:
@@ -197,7 +202,10 @@ def test_a_valid_identity_is_admitted(webhook: str) -> None:
     assert 'status' not in response
 
 
-def test_every_violation_is_listed_with_its_rule_id(webhook: str) -> None:
+def test_every_violation_is_listed_with_its_rule_id(
+    served: tuple[str, OperatorProcess],
+) -> None:
+    webhook, process = served
     response = ask(webhook, admission_review(violating()))
     assert response['allowed'] is False
     assert response['status']['code'] == 403
@@ -211,6 +219,12 @@ def test_every_violation_is_listed_with_its_rule_id(webhook: str) -> None:
     ):
         assert expected in message
     assert 'Integration test of the Tenure lifecycle' not in message
+    # A refusal is the webhook at work, not an operator error to alert on.
+    wait_until(
+        lambda: f'INFO kopf.objects: admission refused for {NS}/wide-open: ' in process.log_text(),
+        'the refusal was not logged',
+    )
+    assert ' ERROR ' not in process.log_text()
 
 
 @pytest.mark.parametrize(
