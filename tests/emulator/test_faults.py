@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
-from http.client import IncompleteRead, RemoteDisconnected
+from http.client import HTTPConnection, IncompleteRead, RemoteDisconnected
 from pathlib import Path
 
 import pydantic
@@ -313,6 +313,27 @@ def test_a_watch_stream_breaks_after_its_initial_events(
     with pytest.raises(urllib3.exceptions.ProtocolError, match='ended prematurely'):
         next(events)
     assert faults.stats(rule).fired == 1
+
+
+def test_a_watch_that_ends_before_its_cut_leaves_the_connection_alone(
+    faults: FaultInjector, emu: KubeApiEmulator, namespace: str
+) -> None:
+    """A watch that times out before `after` ends cleanly, and the keep-alive connection it
+    leaves behind serves the next request even once the cut would have been due."""
+    faults.add(FaultRule(effect=Disconnect(after=1.3), verbs={'watch'}, namespace=namespace))
+    host, port = emu.url.removeprefix('http://').split(':')
+    connection = HTTPConnection(host, int(port), timeout=10)
+    try:
+        started = time.monotonic()
+        connection.request('GET', CONFIG_MAPS.format(ns=namespace) + '?watch=1&timeoutSeconds=1')
+        watch_answer = connection.getresponse()
+        assert (watch_answer.status, watch_answer.read()) == (200, b'')  # complete, not cut
+        # Nothing to wait for: the test is that nothing happens when the cut would have come.
+        time.sleep(max(0.0, started + 1.6 - time.monotonic()))
+        connection.request('GET', '/version')
+        assert connection.getresponse().status == 200
+    finally:
+        connection.close()
 
 
 @pytest.mark.parametrize(

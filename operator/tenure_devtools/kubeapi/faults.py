@@ -42,12 +42,14 @@ Effects, and the real server behaviour each reproduces
   Timeout with the timeout filter's message ("request did not complete within requested timeout
   - context deadline exceeded"). `retry_after` sets `details.retryAfterSeconds` and the
   `Retry-After` header, as `responsewriters.ErrorNegotiated` does. With `applied=True` the request
-  is carried out first and only its answer is replaced: a 504 does not mean the write failed.
-- `Latency`: the request waits, then is served.
-- `Disconnect`: the connection closes (`reset=True`: a TCP reset) instead of an answer; for a
-  watch, `after` seconds after the stream started (its initial events reach the client, the
-  terminating chunk never does: a broken stream, not a finished one). `applied=True` carries the
-  request out first, so the change is made and its answer lost.
+  is carried out first and only its answer is replaced: a 504 does not mean the write failed
+  (a watch has nothing to carry out: it just gets the error).
+- `Latency`: the request waits, then is served (a watch: its stream starts late).
+- `Disconnect`: the connection closes (`reset=True`: a TCP reset) instead of an answer, `after`
+  seconds late; `applied=True` carries the request out first, so the change is made and its
+  answer lost. A watch is cut `after` seconds after its stream started: its initial events reach
+  the client, the terminating chunk never does (a broken stream, not a finished one); a stream
+  that ends first is left alone, and so is the next request on its keep-alive connection.
 - `WatchExpired`: a watch gets HTTP 200, one ERROR event holding a 410 Expired `Status` ("too old
   resource version"), and the end of the stream, as the watch cache answers a resourceVersion
   that left its window (https://kubernetes.io/docs/reference/using-api/api-concepts/#410-gone-responses).
