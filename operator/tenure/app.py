@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import signal
+import socket
 import sys
 import threading
-from typing import TextIO
+from typing import Any, Final, TextIO
 
 import kopf
 from prometheus_client import start_http_server
 
+from tenure.adapters.kubernetes import KubeObjects
 from tenure.admission import webhook_server
 from tenure.api.v1alpha1 import DEFAULT_POLICY_NAME
 from tenure.config import OperatorConfig
 from tenure.errors import PermanentError, TenureError
+from tenure.health import Health
+from tenure.leader import LeaderElector
 from tenure.reconcile import Reconciler, Settings
 from tenure.runtime import Runtime, build_registry, operator_settings, utc_now
 
@@ -54,6 +61,7 @@ def build_runtime(config: OperatorConfig) -> Runtime:
             kv_mount=config.kv_mount,
             auth_mount=config.auth_mount,
             max_token_ttl=config.max_token_ttl,
+            expiry_warning=config.expiry_warning,
         ),
     )
     runtime = Runtime(
@@ -75,12 +83,23 @@ async def serve(
     runtime: Runtime,
     config: OperatorConfig,
     *,
-    stop_flag: asyncio.Event | threading.Event | None = None,
-    ready_flag: asyncio.Event | threading.Event | None = None,
+    stop_flag: threading.Event | None = None,
+    ready_flag: threading.Event | None = None,
 ) -> None:
     """Run the kopf operator with Tenure's handlers until stopped (SIGINT/SIGTERM or stop_flag)."""
-    liveness = f'http://0.0.0.0:{config.health_port}/healthz' if config.health_port else None
-    settings = operator_settings()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    if stop_flag is not None:
+        # kopf would wait for a threading.Event in the loop's default executor, and asyncio.run
+        # waits for that executor at exit: a stop by signal would then hang. Bridge it from a
+        # daemon thread of our own instead.
+        def bridge() -> None:
+            stop_flag.wait()
+            with contextlib.suppress(RuntimeError):  # the loop may be closed already
+                loop.call_soon_threadsafe(stop.set)
+
+        threading.Thread(target=bridge, name='stop-bridge', daemon=True).start()
+    settings = operator_settings(config.max_workers)
     if config.webhook is not None:
         settings.admission.server = webhook_server(config.webhook)
     await kopf.operator(
@@ -89,23 +108,83 @@ async def serve(
         clusterwide=not config.namespaces,
         namespaces=list(config.namespaces),
         standalone=True,
-        liveness_endpoint=liveness,
-        stop_flag=stop_flag,
+        stop_flag=stop,
         ready_flag=ready_flag,
     )
 
 
+LEASE_NAME: Final = 'tenure-operator'
+WAIT_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+
+
+def _identities(runtime: Runtime, config: OperatorConfig) -> list[dict[str, Any]]:
+    kube = runtime.kube
+    assert isinstance(kube, KubeObjects)
+    if not config.namespaces:
+        return kube.list_identities()
+    return [body for ns in config.namespaces for body in kube.list_identities(ns)]
+
+
 def run(config: OperatorConfig, err: TextIO = sys.stderr) -> int:
     """The `tenure run` command. Returns the exit code."""
-    configure_logging()
+    configure_logging(getattr(logging, config.log_level))
     try:
         runtime = build_runtime(config)
     except TenureError as e:
         err.write(f'tenure: cannot start: {e}\n')
         return 1
+    health = Health()
+    if config.health_port:
+        health.serve(config.health_port)
     if config.metrics_port:
         start_http_server(config.metrics_port, registry=runtime.metrics.registry)
+    stop = threading.Event()
+    lost = threading.Event()
+    renewing = threading.Event()
+    elector: LeaderElector | None = None
+    if config.leader_election:
+        # Until kopf takes the signals over, SIGTERM/SIGINT end the wait for leadership.
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in WAIT_SIGNALS}
+        assert isinstance(runtime.kube, KubeObjects)
+        elector = LeaderElector(
+            runtime.kube,
+            namespace=config.leader_election_namespace,
+            name=LEASE_NAME,
+            identity=f'{socket.gethostname()}-{os.getpid()}',
+            duration=config.lease_duration,
+            clock=utc_now,
+        )
+        log.info('standing by for Lease %s/%s', config.leader_election_namespace, LEASE_NAME)
+        leading = elector.acquire(stop)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if not leading:
+            health.close()
+            return 0
+
+        def on_lost() -> None:
+            lost.set()
+            stop.set()
+
+        threading.Thread(
+            target=elector.hold, args=(renewing, on_lost), name='lease', daemon=True
+        ).start()
+    runtime.metrics.leader.set(1)
     scope = ', '.join(config.namespaces) if config.namespaces else 'all namespaces'
     log.info('Tenure operator starting: watching %s, Vault at %s', scope, config.vault.addr)
-    asyncio.run(serve(runtime, config))
+    try:
+        runtime.catch_up(_identities(runtime, config))
+    except TenureError as e:
+        log.warning('catch-up could not list identities: %s', e)
+    try:
+        asyncio.run(serve(runtime, config, stop_flag=stop, ready_flag=health.ready))
+    finally:
+        renewing.set()
+        runtime.metrics.leader.set(0)
+        if elector is not None and not lost.is_set():
+            elector.release()
+        health.close()
+    if lost.is_set():
+        err.write('tenure: leadership lost; exiting so that a fresh standby takes over\n')
+        return 1
     return 0

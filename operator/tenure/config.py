@@ -14,12 +14,13 @@ from datetime import timedelta
 from pathlib import Path
 
 from tenure.api.durations import parse_duration
-from tenure.domain.desired import DEFAULT_MAX_TOKEN_TTL
+from tenure.domain.desired import DEFAULT_EXPIRY_WARNING, DEFAULT_MAX_TOKEN_TTL
 from tenure.domain.names import DEFAULT_AUTH_MOUNT, DEFAULT_KV_MOUNT
 
 DEFAULT_METRICS_PORT = 9090
 DEFAULT_HEALTH_PORT = 8080
 SERVICE_ACCOUNT_TOKEN = Path('/var/run/secrets/kubernetes.io/serviceaccount/token')
+SERVICE_ACCOUNT_NAMESPACE = Path('/var/run/secrets/kubernetes.io/serviceaccount/namespace')
 
 
 class ConfigError(ValueError):
@@ -64,6 +65,12 @@ class OperatorConfig:
     kubeconfig: str | None = None
     webhook: WebhookConfig | None = None
     """None: no admission webhook is served."""
+    expiry_warning: timedelta = DEFAULT_EXPIRY_WARNING
+    max_workers: int = 16
+    log_level: str = 'INFO'
+    leader_election: bool = False
+    leader_election_namespace: str = 'default'
+    lease_duration: timedelta = timedelta(seconds=15)
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -125,6 +132,38 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar='PORT',
         help=f'liveness endpoint /healthz port, 0 to disable [{DEFAULT_HEALTH_PORT}]',
+    )
+    parser.add_argument(
+        '--expiry-warning',
+        metavar='DURATION',
+        help='how long before expiry ExpiringSoon is reported, once per approval [168h]',
+    )
+    parser.add_argument(
+        '--max-workers',
+        type=int,
+        metavar='N',
+        help='reconciles in flight at once (bounds load on Kubernetes and Vault) [16]',
+    )
+    parser.add_argument(
+        '--log-level',
+        choices=('DEBUG', 'INFO', 'WARNING', 'ERROR'),
+        default='INFO',
+        help='log level; secret values are never logged at any level [INFO]',
+    )
+    parser.add_argument(
+        '--leader-election',
+        action='store_true',
+        help='run as one of several replicas: only the holder of the Lease tenure-operator acts',
+    )
+    parser.add_argument(
+        '--leader-election-namespace',
+        metavar='NS',
+        help="namespace of the Lease (default: $POD_NAMESPACE, the pod's own namespace, default)",
+    )
+    parser.add_argument(
+        '--lease-duration',
+        metavar='DURATION',
+        help='how long a Lease lasts without renewal before a standby takes over [15s]',
     )
     parser.add_argument(
         '--webhook-port',
@@ -231,6 +270,19 @@ def parse_run_config(args: argparse.Namespace, env: Mapping[str, str]) -> Operat
         )
     except ValueError as e:
         raise ConfigError(f'--max-token-ttl: {e}') from None
+
+    def duration(flag: str, value: str | None, default: timedelta) -> timedelta:
+        try:
+            return parse_duration(value) if value else default
+        except ValueError as e:
+            raise ConfigError(f'{flag}: {e}') from None
+
+    workers = 16 if args.max_workers is None else args.max_workers
+    if not 1 <= workers <= 256:
+        raise ConfigError(f'--max-workers: {workers} is not between 1 and 256')
+    lease_namespace = args.leader_election_namespace or env.get('POD_NAMESPACE')
+    if lease_namespace is None and SERVICE_ACCOUNT_NAMESPACE.exists():
+        lease_namespace = SERVICE_ACCOUNT_NAMESPACE.read_text(encoding='utf-8').strip()
     namespaces: Sequence[str] = args.namespaces or ()
     return OperatorConfig(
         vault=VaultConfig(
@@ -250,4 +302,10 @@ def parse_run_config(args: argparse.Namespace, env: Mapping[str, str]) -> Operat
         max_token_ttl=max_ttl,
         kubeconfig=args.kubeconfig or env.get('KUBECONFIG') or None,
         webhook=_webhook(args),
+        expiry_warning=duration('--expiry-warning', args.expiry_warning, DEFAULT_EXPIRY_WARNING),
+        max_workers=workers,
+        log_level=args.log_level,
+        leader_election=args.leader_election,
+        leader_election_namespace=lease_namespace or 'default',
+        lease_duration=duration('--lease-duration', args.lease_duration, timedelta(seconds=15)),
     )

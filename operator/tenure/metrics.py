@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -101,6 +101,11 @@ class Metrics:
         self.revocation_failures = Counter(
             'tenure_revocation_failures_total',
             'Revocation attempts that failed or could not be verified (retried)',
+            registry=self.registry,
+        )
+        self.leader = Gauge(
+            'tenure_leader',
+            '1 while this replica leads (holds the Lease) and acts',
             registry=self.registry,
         )
         Info('tenure_build', 'Tenure build information', registry=self.registry).info(

@@ -210,6 +210,10 @@ class Reconciler:
 
     # -- the reconcile ---------------------------------------------------------------------
 
+    def decision_for(self, body: Mapping[str, Any]) -> Decision:
+        """What a reconcile would decide now, without acting (for start-up catch-up)."""
+        return decide(self._read(body).observed, self.clock())
+
     def reconcile(self, body: Mapping[str, Any]) -> Outcome:
         """Reconcile one ServiceIdentity. Raises ReconcileFailed after writing status on failure."""
         obj = self._read(body)

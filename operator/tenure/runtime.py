@@ -184,6 +184,30 @@ class Runtime:
             log.warning('%s/%s: %s', key[0], key[1], e)
             self.scheduler.schedule(key, self.clock() + timedelta(seconds=backoff(1)))
 
+    def catch_up(self, bodies: list[dict[str, Any]]) -> int:
+        """Before anything else runs: revoke what came due while no replica acted (expiry,
+        cancellation, deletion, an interrupted revocation). Returns how many were revoked."""
+        due = []
+        for body in bodies:
+            try:
+                decision = self.reconciler.decision_for(body)
+            except TenureError as e:
+                log.warning(
+                    'catch-up: cannot judge %s: %s', body.get('metadata', {}).get('name'), e
+                )
+                continue
+            if isinstance(decision, Revoke):
+                meta = body['metadata']
+                due.append((meta['namespace'], meta['name']))
+        for key in due:
+            try:
+                self.reconcile_key(key)
+            except (ReconcileFailed, TenureError) as e:
+                log.warning('catch-up: revocation of %s/%s not complete yet: %s', *key, e)
+        if due:
+            log.info('catch-up: %d revocation(s) due at start-up handled first', len(due))
+        return len(due)
+
     # -- kopf ------------------------------------------------------------------------------
 
     def handle(self, namespace: str, name: str, retry: int, *, deleting: bool = False) -> None:

@@ -19,7 +19,7 @@ import json
 import logging
 import socket
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final, Literal, cast
 
 import urllib3
@@ -28,6 +28,7 @@ from kubernetes.client.exceptions import ApiException
 
 from tenure.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, POLICY_PLURAL, VERSION, ProofCheck
 from tenure.domain.desired import Manifest
+from tenure.domain.leadership import LeaseState
 from tenure.domain.names import IDENTITY_LABEL, MANAGED_BY, MANAGED_BY_LABEL, IdentityNames
 from tenure.errors import NameConflict, PermanentError, TenureError, TransientError
 
@@ -209,6 +210,83 @@ class KubeObjects:
                     return None
                 raise
         return cast(dict[str, Any], obj)
+
+    def list_identities(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every ServiceIdentity (in `namespace`, or in all namespaces)."""
+        with translated('list ServiceIdentities'):
+            if namespace is None:
+                listed = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+            else:
+                listed = self.custom.list_namespaced_custom_object(
+                    GROUP, VERSION, namespace, PLURAL
+                )
+        return list(cast(dict[str, Any], listed).get('items', []))
+
+    # -- the leader Lease ------------------------------------------------------------------
+
+    def read_lease(self, namespace: str, name: str) -> tuple[LeaseState, str] | None:
+        """The Lease and its resourceVersion, None when there is none."""
+        with translated(f'read Lease {namespace}/{name}'):
+            try:
+                lease = client.CoordinationV1Api(self.api).read_namespaced_lease(name, namespace)
+            except ApiException as e:
+                if e.status == 404:
+                    return None
+                raise
+        spec = lease.spec
+        meta = lease.metadata
+        state = LeaseState(
+            holder=spec.holder_identity if spec else None,
+            renewed_at=spec.renew_time if spec else None,
+            duration=timedelta(seconds=(spec.lease_duration_seconds or 0) if spec else 0),
+            transitions=(spec.lease_transitions or 0) if spec else 0,
+        )
+        return state, str(meta.resource_version if meta else '')
+
+    def write_lease(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        holder: str,
+        duration: timedelta,
+        transitions: int,
+        acquired: bool,
+        resource_version: str | None,
+    ) -> bool:
+        """Create or replace the Lease, guarded by `resource_version`; False when another
+        replica wrote it first (409), so two replicas never both believe they lead."""
+        now = self.clock().isoformat().replace('+00:00', 'Z')
+        spec: dict[str, Any] = {
+            'holderIdentity': holder,
+            'leaseDurationSeconds': max(1, int(duration.total_seconds())),
+            'renewTime': now,
+            'leaseTransitions': transitions,
+        }
+        if acquired:
+            spec['acquireTime'] = now
+        body: dict[str, Any] = {
+            'apiVersion': 'coordination.k8s.io/v1',
+            'kind': 'Lease',
+            'metadata': {'name': name, 'namespace': namespace},
+            'spec': spec,
+        }
+        leases = client.CoordinationV1Api(self.api)
+        try:
+            if resource_version is None:
+                leases.create_namespaced_lease(namespace, cast(Any, body))
+            else:
+                body['metadata']['resourceVersion'] = resource_version
+                leases.replace_namespaced_lease(name, namespace, cast(Any, body))
+        except ApiException as e:
+            if e.status == 409:
+                return False
+            raise translate(e, f'write Lease {namespace}/{name}') from e
+        except (OSError, urllib3.exceptions.HTTPError) as e:
+            raise TransientError(
+                f'could not write Lease {namespace}/{name}: {type(e).__name__}'
+            ) from e
+        return True
 
     def service_account_uid(self, names: IdentityNames) -> str | None:
         sa = self._get('ServiceAccount', names.namespace, names.service_account)
