@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import datetime
 import decimal
 import ipaddress
 import json
@@ -827,13 +828,14 @@ def _is_date(value: str) -> bool:
     if len(parts) != 3 or not all(p.isdigit() and p.isascii() for p in parts):
         return False
     year, month, day = parts
-    return (
-        len(year) == 4
-        and len(month) == 2
-        and len(day) == 2
-        and '01' <= month <= '12'
-        and ('01' <= day <= '31')
-    )
+    if not (len(year) == 4 and len(month) == 2 and len(day) == 2):
+        return False
+    # strfmt.IsDate is time.Parse("2006-01-02", ...): days that do not exist (2027-02-29) fail.
+    try:
+        datetime.date(int(year), int(month), int(day))
+    except ValueError:
+        return False
+    return True
 
 
 def _is_date_time(value: str) -> bool:
