@@ -19,6 +19,7 @@ from tenure.api.v1alpha1 import (
     ConditionStatus,
     OwnerRecord,
     Phase,
+    ProofCheck,
     RevocationStatus,
     ServiceIdentitySpec,
     ServiceIdentityStatus,
@@ -31,6 +32,8 @@ from tenure.domain.desired import (
     Identity,
     kubernetes_objects,
     plan_token_ttl,
+    policy_is_ours,
+    role_is_ours,
     secret_metadata,
     vault_policy,
     vault_role,
@@ -376,6 +379,7 @@ class Reconciler:
         )
         events: list[Note] = []
 
+        self._check_vault_names(names)
         changed = self.kube.apply(names, kubernetes_objects(identity))
         self.vault.ensure_policy(names.vault_policy, vault_policy(identity))
         ttl = plan_token_ttl(
@@ -507,31 +511,54 @@ class Reconciler:
 
     # -- Revoke ---------------------------------------------------------------------------
 
+    def _check_vault_names(self, names: IdentityNames) -> None:
+        """NameConflict when the Vault role or policy of this name is another identity's."""
+        subject = self.vault.role_subject(names.vault_role)
+        if not role_is_ours(subject, names):
+            bound = '/'.join(','.join(part) for part in subject or ())
+            raise NameConflict('Vault role', names.vault_role, f'it is bound to {bound}')
+        if not policy_is_ours(self.vault.policy_text(names.vault_policy), names):
+            raise NameConflict(
+                'Vault policy', names.vault_policy, 'it was not written for this identity'
+            )
+
     def _revoke(self, obj: _Object, decision: Revoke, now: datetime) -> Outcome:
-        """Vault first (role, issued tokens, policy, secret), then Kubernetes; then verify."""
+        """Vault first (role, issued tokens, policy, secret), then Kubernetes; then verify.
+
+        A Vault role or policy of this name that belongs to another identity (names can look
+        alike across namespaces) is left alone, and proven not to be this identity's.
+        """
         names, previous = obj.names, obj.observed.status
         revocation = previous.revocation or RevocationStatus(
             reason=decision.reason, requested_at=now
         )
         # The SA's uid names its Vault entity; read it before the SA goes.
         sa_uid = self.kube.service_account_uid(names)
-        self.vault.delete_role(names.vault_role)
+        subject = self.vault.role_subject(names.vault_role)
+        role_ours = role_is_ours(subject, names)
+        if role_ours:
+            self.vault.delete_role(names.vault_role)
         self.vault.revoke_issued_tokens(
             role=names.vault_role, namespace=names.namespace, service_account=names.name
         )
         if sa_uid is not None:
             self.vault.disable_entity(service_account_uid=sa_uid)
-        self.vault.delete_policy(names.vault_policy)
+        policy_ours = policy_is_ours(self.vault.policy_text(names.vault_policy), names)
+        if policy_ours:
+            self.vault.delete_policy(names.vault_policy)
         self.vault.delete_secret(names.secret_path)
         self.kube.delete_all(names)
 
-        proof = self.vault.verify_gone(
-            role=names.vault_role,
-            policy=names.vault_policy,
-            secret_path=names.secret_path,
-            namespace=names.namespace,
-            service_account=names.name,
-        ) + self.kube.verify_gone(names)
+        proof = [
+            self._not_ours(p, names, role_ours, policy_ours)
+            for p in self.vault.verify_gone(
+                role=names.vault_role,
+                policy=names.vault_policy,
+                secret_path=names.secret_path,
+                namespace=names.namespace,
+                service_account=names.name,
+            )
+        ] + self.kube.verify_gone(names)
         remaining = [p for p in proof if p.result != GONE]
         if remaining:
             revocation = revocation.model_copy(update={'proof': proof, 'verified': False})
@@ -556,6 +583,24 @@ class Reconciler:
             }
         )
         return Outcome(status, decision, (Note(False, Reason.REVOKED, message),))
+
+    @staticmethod
+    def _not_ours(
+        check: ProofCheck, names: IdentityNames, role_ours: bool, policy_ours: bool
+    ) -> ProofCheck:
+        """A look-alike's role or policy is not this identity's access: proven by its owner."""
+        foreign = (not role_ours and check.object.endswith(f'/role/{names.vault_role}')) or (
+            not policy_ours and check.object.endswith(f'/acl/{names.vault_policy}')
+        )
+        if not foreign or check.result == GONE:
+            return check
+        return check.model_copy(
+            update={
+                'check': f'{check.check}; it belongs to another identity (bound elsewhere or '
+                'written for another namespace/name) and was left alone',
+                'result': GONE,
+            }
+        )
 
     # -- failures ---------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ Kubernetes and Vault).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -33,7 +34,7 @@ import yaml
 from tenure.cli import main as tenure_main
 from tenure.domain.guardrails import CEL_RULES, Policy, Rule
 from tenure.manifests import INVALID_SPEC, load_policy
-from tenure.reconcile import Reconciler
+from tenure.reconcile import ReconcileFailed, Reconciler
 from tenure_devtools.kubeapi import schema as apiserver_schema
 from tests.unit.fakes import Calls, FakeKube, FakeVault
 
@@ -267,7 +268,9 @@ def operate(
     in_force = policy or Policy()
     reconciler = Reconciler(kube, vault, clock=lambda: now, policy=lambda: in_force)
     before = len(kube.status_patches)
-    reconciler.reconcile(body)
+    with contextlib.suppress(ReconcileFailed):
+        # A failure (e.g. a NameConflict) is written to status first, then raised for kopf.
+        reconciler.reconcile(body)
     status: Obj = {}
     for patch in kube.status_patches[before:]:
         _merge(status, patch)

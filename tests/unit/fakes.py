@@ -91,6 +91,15 @@ class FakeVault:
         if self.down:
             raise TransientError(f'could not {call}: Vault is sealed')
 
+    def policy_text(self, name: str) -> str | None:
+        self._io('read policy')
+        return self.policies.get(name)
+
+    def role_subject(self, role: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        self._io('read role')
+        found = self.roles.get(role)
+        return None if found is None else ((found.namespace,), (found.service_account,))
+
     def ensure_policy(self, name: str, text: str) -> bool:
         self._io('write policy')
         if self.policies.get(name) == text:
@@ -173,21 +182,17 @@ class FakeVault:
         service_account: str,
     ) -> list[ProofCheck]:
         self._io('verify')
-        left = [
-            n
-            for n, present in (
-                ('role', role in self.roles),
-                ('policy', policy in self.policies),
-                ('secret', bool(secret_path and secret_path in self.secrets)),
-            )
-            if present
-        ]
+        # Named as the real adapter names them (the reconcile matches on these names).
+        objects = {
+            f'vault:auth/kubernetes/role/{role}': role in self.roles,
+            f'vault:sys/policies/acl/{policy}': policy in self.policies,
+            f'vault:secret/metadata/{secret_path}': bool(
+                secret_path and secret_path in self.secrets
+            ),
+        }
         return [
             ProofCheck(
-                object=f'vault:{what}',
-                check='GET',
-                result='StillPresent' if what in left else 'Gone',
-                at=AT,
+                object=name, check='GET', result='StillPresent' if present else 'Gone', at=AT
             )
-            for what in ('role', 'policy', 'secret')
+            for name, present in objects.items()
         ]

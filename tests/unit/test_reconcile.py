@@ -287,3 +287,38 @@ def test_expiring_soon_is_a_condition_and_one_warning_event_per_approval(harness
     assert [e for e in harness.kube.events if e[1] == 'ExpiringSoon'] == [
         (True, 'ExpiringSoon', expiring['message'])
     ]
+
+
+def test_a_look_alike_in_another_namespace_is_refused_and_its_revocation_spares_the_owner(
+    manifest: Build,
+) -> None:
+    """`team-x`/`api` and `team`/`x-api` both spell the Vault names `tenure-team-x-api`."""
+
+    def own(namespace: str, name: str) -> dict[str, Any]:
+        return manifest(
+            {
+                'metadata.namespace': namespace,
+                'metadata.name': name,
+                'spec.vault.policy': [
+                    {'path': f'secret/data/{namespace}/db', 'capabilities': ['read']}
+                ],
+            }
+        )
+
+    victim = Harness(own('team-x', 'api'))
+    victim.run()
+    role_before = dict(victim.vault.roles)
+    policy_before = dict(victim.vault.policies)
+    intruder = Harness(own('team', 'x-api'))
+    intruder.kube, intruder.vault = FakeKube(intruder.calls), victim.vault
+    intruder.reconciler = Reconciler(intruder.kube, victim.vault, clock=lambda: intruder.now)
+    with pytest.raises(ReconcileFailed):
+        intruder.run()
+    assert intruder.status['phase'] == 'Denied'
+    assert intruder.condition('Valid')['reason'] == 'NameConflict'
+    assert intruder.kube.objects == {}, 'refused before anything is written'
+    intruder.body['metadata']['deletionTimestamp'] = '2026-12-01T13:00:00Z'
+    intruder.run()
+    assert intruder.status['revocation']['verified'] is True
+    assert victim.vault.roles == role_before
+    assert victim.vault.policies == policy_before

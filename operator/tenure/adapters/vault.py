@@ -434,6 +434,24 @@ class VaultMaterial:
 
     # -- policy ------------------------------------------------------------------------------
 
+    def policy_text(self, name: str) -> str | None:
+        """The ACL policy's text, None when there is no such policy."""
+        with translated(f'read Vault policy {name!r}'):
+            current = self._request('GET', f'sys/policies/acl/{name}', accept=(404,))
+        if current.status != 200:
+            return None
+        return str(current.data.get('policy', ''))
+
+    def role_subject(self, role: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """(bound namespaces, bound ServiceAccount names) of a role, None when there is none."""
+        current = self._read_role(role)
+        if current is None:
+            return None
+        return (
+            tuple(current.get('bound_service_account_namespaces') or ()),
+            tuple(current.get('bound_service_account_names') or ()),
+        )
+
     def ensure_policy(self, name: str, text: str) -> bool:
         """Write the ACL policy unless it already has exactly this text. True when written."""
         with translated(f'read Vault policy {name!r}'):

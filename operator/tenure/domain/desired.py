@@ -130,12 +130,33 @@ def _hcl_string(value: str) -> str:
     return f'"{escaped}"'
 
 
+def policy_marker(names: IdentityNames) -> str:
+    """How a Tenure policy's first line names its identity (the ownership check reads it)."""
+    return f'# Managed by Tenure for {names.namespace}/{names.name} '
+
+
+def policy_is_ours(text: str | None, names: IdentityNames) -> bool:
+    """Absent, or written by Tenure for this very identity."""
+    return text is None or text.startswith(policy_marker(names))
+
+
+def role_is_ours(
+    subject: tuple[tuple[str, ...], tuple[str, ...]] | None, names: IdentityNames
+) -> bool:
+    """Absent, or bound to exactly this identity's ServiceAccount in its namespace.
+
+    Vault names carry the namespace and the name joined by dashes, which two identities can
+    spell alike (`team-x`/`api` and `team`/`x-api`); the binding tells them apart.
+    """
+    return subject is None or subject == ((names.namespace,), (names.service_account,))
+
+
 def vault_policy(identity: Identity) -> str:
     """The ACL policy text: the approved paths, plus read on the identity's own secret."""
     names = identity.names
     lines = [
-        f'# Managed by Tenure for {names.namespace}/{names.name} '
-        f'(ticket {identity.ticket_id}, owner {identity.owner.team}). Changes are reverted.',
+        f'{policy_marker(names)}(ticket {identity.ticket_id}, owner {identity.owner.team}). '
+        'Changes are reverted.',
     ]
     paths = [(p.path, sorted(p.capabilities)) for p in identity.scope.vault_policy]
     if identity.scope.secret_keys:
