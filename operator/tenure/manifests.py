@@ -171,7 +171,9 @@ def validation_problems(
     problems = []
     for item in error.errors():
         loc: Loc = [*prefix, *item['loc']]
-        rule = item['type'] if item['type'] in CROSS_FIELD_PATHS else INVALID_SPEC
+        # Every schema error is InvalidSpec, whoever reports it (the CRD, the webhook, the
+        # operator, the check); the cross-field ones still point at their field.
+        rule = INVALID_SPEC
         if item['type'] in CROSS_FIELD_PATHS:
             loc.append(CROSS_FIELD_PATHS[item['type']])
         problems.append((loc, _message(item), rule))

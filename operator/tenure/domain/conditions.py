@@ -7,6 +7,9 @@ from datetime import datetime
 
 from tenure.api.v1alpha1 import Condition, ConditionStatus
 
+MAX_MESSAGE = 32768
+TRUNCATED = ' ... (truncated)'
+
 
 def set_condition(
     conditions: Sequence[Condition],
@@ -23,6 +26,10 @@ def set_condition(
     `lastTransitionTime` changes only when `status` changes (API conventions: "the last time the
     condition transitioned from one status to another").
     """
+    if len(message) > MAX_MESSAGE:
+        # metav1.Condition allows 32768 characters; a longer message would fail validation and
+        # the status would never be written.
+        message = message[: MAX_MESSAGE - len(TRUNCATED)] + TRUNCATED
     previous = next((c for c in conditions if c.type == type), None)
     since = now if previous is None or previous.status != status else previous.last_transition_time
     updated = Condition(

@@ -13,6 +13,7 @@ not Denied), `NameConflict` (the adapters, when an object of that name is not Te
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -244,7 +245,23 @@ def _kubernetes(
 # -- Vault scope ---------------------------------------------------------------------------
 
 
-def vault_path_problem(path: str, prefixes: tuple[str, ...]) -> str | None:
+EARLY_GLOB: Final = r'^([^/]*/){0,2}[^/]*[*+]'
+"""A glob ("*" or "+") in one of the first three segments: it could expand into tenure/ secrets."""
+_EARLY_GLOB = re.compile(EARLY_GLOB)
+
+
+def _reaches_tenure(segments: list[str], kv_mount: str) -> bool:
+    """Whether the path names, or could glob into, <kv>/<any>/tenure/ (others' secrets)."""
+    kv = kv_mount.split('/')
+    if segments[: len(kv)] != kv:
+        return False
+    rest = segments[len(kv) :]
+    return any('*' in s or s == '+' for s in rest[:2]) or (len(rest) > 1 and rest[1] == 'tenure')
+
+
+def vault_path_problem(
+    path: str, prefixes: tuple[str, ...], kv_mount: str = 'secret'
+) -> str | None:
     """Why `path` may not be granted, or None. `prefixes` are already templated."""
     segments = path.split('/')
     if '..' in segments or '.' in segments:
@@ -253,15 +270,19 @@ def vault_path_problem(path: str, prefixes: tuple[str, ...]) -> str | None:
         return 'empty path segments are not allowed'
     if segments[0] in NEVER_ALLOWED_VAULT_ROOTS:
         return f'{segments[0]}/ paths are never granted to an identity'
-    if len(segments) > 2 and segments[2] == 'tenure':
+    if _EARLY_GLOB.match(path):
+        return 'globs ("*", "+") in the first three segments could reach other identities\' secrets'
+    if (len(segments) > 2 and segments[2] == 'tenure') or _reaches_tenure(segments, kv_mount):
         return "tenure/ holds other identities' generated secrets"
     if not any(path.startswith(prefix) for prefix in prefixes):
         return f'the path must start with one of: {", ".join(prefixes)}'
     return None
 
 
-def _vault_rule(rule: VaultPathRule, field: str, prefixes: tuple[str, ...]) -> Iterator[Violation]:
-    problem = vault_path_problem(rule.path, prefixes)
+def _vault_rule(
+    rule: VaultPathRule, field: str, prefixes: tuple[str, ...], kv_mount: str
+) -> Iterator[Violation]:
+    problem = vault_path_problem(rule.path, prefixes, kv_mount)
     if problem is not None:
         yield Violation(Rule.VAULT_PATH_NOT_ALLOWED, f'{field}.path', f'{rule.path!r}: {problem}')
     refused = sorted(set(rule.capabilities) - ALLOWED_CAPABILITIES)
@@ -288,7 +309,7 @@ def _vault(
         return
     prefixes = allowed_prefixes(policy, target)
     for index, rule in enumerate(spec.vault.policy):
-        yield from _vault_rule(rule, f'spec.vault.policy[{index}]', prefixes)
+        yield from _vault_rule(rule, f'spec.vault.policy[{index}]', prefixes, target.kv_mount)
 
 
 # -- environment ---------------------------------------------------------------------------
@@ -385,9 +406,10 @@ CEL_RULES: Final[Mapping[str, list[dict[str, Any]]]] = {
             'rule': "!self.path.split('/').exists(s, s == '..' || s == '.') && "
             "!self.path.startsWith('/') && !self.path.contains('//') && "
             "!(self.path.split('/')[0] in ['sys', 'auth', 'identity']) && "
-            "!(size(self.path.split('/')) > 2 && self.path.split('/')[2] == 'tenure')",
-            'message': 'VaultPathNotAllowed: sys/, auth/, identity/, tenure/ secrets, relative and '
-            'empty segments are never allowed',
+            "!(size(self.path.split('/')) > 2 && self.path.split('/')[2] == 'tenure') && "
+            f"!self.path.matches('{EARLY_GLOB}')",
+            'message': 'VaultPathNotAllowed: sys/, auth/, identity/, tenure/ secrets, globs in the '
+            'first three segments, relative and empty segments are never allowed',
             'fieldPath': '.path',
         },
     ],

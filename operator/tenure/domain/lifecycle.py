@@ -263,11 +263,14 @@ def decide(observed: Observed, now: datetime) -> Decision:
         return revoke
     active = status.phase is Phase.ACTIVE
     if spec is not None and status.applied_scope is None and now >= spec.expires_at:
-        # Whatever the policy mode: provisioning it would only revoke it again at once.
+        # Whatever the policy mode: provisioning it would only revoke it again at once. All the
+        # violations are reported (AlreadyExpired is one of them), the first one as the reason.
+        if observed.violations:
+            return Deny(observed.violations[0].rule, describe(list(observed.violations)))
         return Deny(
             Rule.ALREADY_EXPIRED,
-            f'{Rule.ALREADY_EXPIRED}: expiresAt {_stamp(spec.expires_at)} has passed; '
-            'a new identity is not provisioned',
+            f'{Rule.ALREADY_EXPIRED}: spec.expiresAt: expiresAt {_stamp(spec.expires_at)} has '
+            'passed; a new identity is not provisioned',
         )
     if observed.violations and observed.mode is Mode.ENFORCE:
         message = describe(list(observed.violations))
