@@ -71,6 +71,7 @@ def build_runtime(config: OperatorConfig) -> Runtime:
         before_reconcile=login.ensure_fresh,
         # In a pod, kopf's own ServiceAccount login follows the rotation of the projected token.
         connection=None if in_cluster(config.kubeconfig) else kopf_login,
+        max_in_flight=config.max_workers,
     )
     reconciler.policy = runtime.policy
     # Read before the first reconcile, so no identity is judged against the defaults first.

@@ -67,6 +67,10 @@ class OperatorConfig:
     """None: no admission webhook is served."""
     expiry_warning: timedelta = DEFAULT_EXPIRY_WARNING
     max_workers: int = 16
+    kube_qps: float = 50
+    kube_burst: int = 100
+    vault_qps: float = 50
+    vault_burst: int = 100
     log_level: str = 'INFO'
     leader_election: bool = False
     leader_election_namespace: str = 'default'
@@ -144,6 +148,20 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar='N',
         help='reconciles in flight at once (bounds load on Kubernetes and Vault) [16]',
     )
+    for backend in ('kube', 'vault'):
+        name = 'Kubernetes' if backend == 'kube' else 'Vault'
+        parser.add_argument(
+            f'--{backend}-qps',
+            type=float,
+            metavar='N',
+            help=f'requests per second to {name}, sustained [50]',
+        )
+        parser.add_argument(
+            f'--{backend}-burst',
+            type=int,
+            metavar='N',
+            help=f'requests to {name} allowed in a burst above the rate [100]',
+        )
     parser.add_argument(
         '--log-level',
         choices=('DEBUG', 'INFO', 'WARNING', 'ERROR'),
@@ -280,6 +298,18 @@ def parse_run_config(args: argparse.Namespace, env: Mapping[str, str]) -> Operat
     workers = 16 if args.max_workers is None else args.max_workers
     if not 1 <= workers <= 256:
         raise ConfigError(f'--max-workers: {workers} is not between 1 and 256')
+    limits = {}
+    for flag, default in (
+        ('kube_qps', 50.0),
+        ('kube_burst', 100),
+        ('vault_qps', 50.0),
+        ('vault_burst', 100),
+    ):
+        value = getattr(args, flag)
+        value = default if value is None else value
+        if value <= 0:
+            raise ConfigError(f'--{flag.replace("_", "-")}: must be positive, got {value}')
+        limits[flag] = value
     lease_namespace = args.leader_election_namespace or env.get('POD_NAMESPACE')
     if lease_namespace is None and SERVICE_ACCOUNT_NAMESPACE.exists():
         lease_namespace = SERVICE_ACCOUNT_NAMESPACE.read_text(encoding='utf-8').strip()
@@ -304,6 +334,10 @@ def parse_run_config(args: argparse.Namespace, env: Mapping[str, str]) -> Operat
         webhook=_webhook(args),
         expiry_warning=duration('--expiry-warning', args.expiry_warning, DEFAULT_EXPIRY_WARNING),
         max_workers=workers,
+        kube_qps=float(limits['kube_qps']),
+        kube_burst=int(limits['kube_burst']),
+        vault_qps=float(limits['vault_qps']),
+        vault_burst=int(limits['vault_burst']),
         log_level=args.log_level,
         leader_election=args.leader_election,
         leader_election_namespace=lease_namespace or 'default',

@@ -32,6 +32,7 @@ from tenure.domain.guardrails import Policy, policy_from
 from tenure.domain.lifecycle import Revoke
 from tenure.domain.names import FINALIZER
 from tenure.errors import PermanentError, TenureError, TransientError
+from tenure.limits import PriorityGate
 from tenure.metrics import Metrics
 from tenure.ports import KubernetesPort
 from tenure.reconcile import Outcome, ReconcileFailed, Reconciler
@@ -71,6 +72,7 @@ class Runtime:
         clock: Callable[[], datetime] = utc_now,
         before_reconcile: Callable[[], None] | None = None,
         connection: Callable[[], kopf.ConnectionInfo] | None = None,
+        max_in_flight: int = 16,
     ) -> None:
         self.kube = kube
         self.before_reconcile = before_reconcile
@@ -80,6 +82,8 @@ class Runtime:
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.scheduler = DeadlineScheduler(self._on_deadline, clock=clock)
+        self.gate = PriorityGate(max_in_flight)
+        """Reconciles in flight, kopf's and the scheduler's together; revocations first."""
         self._policy = Policy()
         self._known: set[Key] = set()
         self._locks: dict[Key, threading.Lock] = {}
@@ -134,9 +138,14 @@ class Runtime:
             if body is None:
                 self._forget(key)
                 return None
+            try:
+                urgent = isinstance(self.reconciler.decision_for(body), Revoke)
+            except TenureError:
+                urgent = False  # the reconcile itself will report the problem
             started = time.monotonic()
             try:
-                outcome = self.reconciler.reconcile(body)
+                with self.gate.slot(urgent=urgent):
+                    outcome = self.reconciler.reconcile(body)
             except ReconcileFailed as failure:
                 self._record_failure(key, failure)
                 raise

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import hvac
 import kubernetes
@@ -22,6 +23,7 @@ from tenure.adapters.kubernetes import KubeObjects
 from tenure.adapters.vault import VaultMaterial, translated
 from tenure.config import OperatorConfig, VaultConfig
 from tenure.errors import PermanentError
+from tenure.limits import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +65,23 @@ def in_cluster(kubeconfig: str | None) -> bool:
     return kubeconfig is None and bool(os.environ.get('KUBERNETES_SERVICE_HOST'))
 
 
-def kubernetes_api(kubeconfig: str | None) -> kubernetes.client.ApiClient:
+class RateLimitedApiClient(kubernetes.client.ApiClient):
+    """The official client with a request-rate limit (QPS and burst, like client-go's)."""
+
+    def __init__(
+        self, configuration: kubernetes.client.Configuration, limiter: Callable[[], None]
+    ) -> None:
+        super().__init__(configuration)
+        self._limiter = limiter
+
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        self._limiter()
+        return super().call_api(*args, **kwargs)
+
+
+def kubernetes_api(
+    kubeconfig: str | None, limiter: Callable[[], None] | None = None
+) -> kubernetes.client.ApiClient:
     """In-cluster config inside a pod, else the kubeconfig (explicit, $KUBECONFIG or ~/.kube)."""
     configuration = kubernetes.client.Configuration()
     try:
@@ -77,6 +95,8 @@ def kubernetes_api(kubeconfig: str | None) -> kubernetes.client.ApiClient:
             )
     except (kubernetes.config.ConfigException, OSError) as e:
         raise PermanentError(f'cannot load Kubernetes configuration: {e}') from None
+    if limiter is not None:
+        return RateLimitedApiClient(configuration, limiter)
     return kubernetes.client.ApiClient(configuration)
 
 
@@ -129,13 +149,19 @@ def connect(
     config: OperatorConfig, clock: Callable[[], datetime]
 ) -> tuple[KubeObjects, VaultMaterial, VaultLogin]:
     """Build the adapters, log in to Vault, and check both ends are ready (fail fast)."""
-    kube = KubeObjects(kubernetes_api(config.kubeconfig), clock=clock)
+    kube_limit = TokenBucket(config.kube_qps, config.kube_burst)
+    kube = KubeObjects(kubernetes_api(config.kubeconfig, kube_limit.acquire), clock=clock)
     kube.check_ready()
     client = vault_client(config.vault)
     login = VaultLogin(client, config.vault, config.auth_mount)
     login.login()
+    vault_limit = TokenBucket(config.vault_qps, config.vault_burst)
     vault = VaultMaterial(
-        client, kv_mount=config.kv_mount, auth_mount=config.auth_mount, clock=clock
+        client,
+        kv_mount=config.kv_mount,
+        auth_mount=config.auth_mount,
+        clock=clock,
+        limiter=vault_limit.acquire,
     )
     vault.check_ready()
     return kube, vault, login

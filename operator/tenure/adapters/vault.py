@@ -280,11 +280,14 @@ class VaultMaterial:
         kv_mount: str = DEFAULT_KV_MOUNT,
         auth_mount: str = DEFAULT_AUTH_MOUNT,
         clock: Callable[[], datetime] = _utc_now,
+        limiter: Callable[[], None] | None = None,
     ) -> None:
         self._client = client
         self.kv_mount = kv_mount.strip('/')
         self.auth_mount = auth_mount.strip('/')
         self._clock = clock
+        self._limiter = limiter
+        """Called before every request (a rate limit, see tenure.limits)."""
 
     def __repr__(self) -> str:
         # Spelled out so that the client (and its token) never reaches a repr.
@@ -309,6 +312,8 @@ class VaultMaterial:
         accept: Collection[int] = (),
     ) -> _Answer:
         """Send one request; a status that is neither 2xx nor in `accept` raises VaultHttpError."""
+        if self._limiter is not None:
+            self._limiter()
         adapter = hvac.adapters.RawAdapter.from_adapter(self._client.adapter)
         response: requests.Response = adapter.request(
             method,
