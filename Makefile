@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv dev bench test test-unit lint format typecheck crds check-examples clean
+.PHONY: help venv dev bench docs test test-unit lint format typecheck crds check-examples clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ crds: $(STAMP) ## Render crds/ from the pydantic models
 
 bench: $(STAMP) ## Run the benchmarks (not part of `make test`)
 	$(BIN)/python tests/bench/bench_emulator.py
+
+docs: $(STAMP) ## Regenerate docs/configuration.md from `tenure run --help`
+	$(BIN)/python -c 'from tenure.cli import configuration_reference as r; open("docs/configuration.md", "w").write(r())'
 
 check-examples: $(STAMP) ## Validate examples/ offline with `tenure check`
 	$(BIN)/tenure check examples/

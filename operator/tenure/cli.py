@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -120,6 +121,21 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     examples.add_argument('--no-examples', action='store_true', help='apply no manifests')
     return parser
+
+
+def configuration_reference() -> str:
+    """docs/configuration.md: every flag of `tenure run`, from the parser itself."""
+    parser = _build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    run = commands.choices['run']
+    run.formatter_class = functools.partial(argparse.HelpFormatter, width=100)
+    return (
+        '# Configuration reference: `tenure run`\n\n'
+        'Generated from the command itself by `make docs`; a test fails when it is stale.\n'
+        'Environment: `KUBECONFIG`, `VAULT_ADDR`, `VAULT_TOKEN`, `VAULT_NAMESPACE`,\n'
+        '`VAULT_CACERT`, `VAULT_SKIP_VERIFY`, `POD_NAMESPACE`; flags override the environment.\n\n'
+        f'```\n{run.format_help()}```\n'
+    )
 
 
 def _print_check(report: CheckReport, output: str, out: TextIO) -> None:
