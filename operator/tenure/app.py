@@ -22,6 +22,7 @@ from tenure.config import OperatorConfig
 from tenure.errors import PermanentError, TenureError
 from tenure.health import Health
 from tenure.leader import LeaderElector
+from tenure.metrics import Metrics
 from tenure.reconcile import Reconciler, Settings
 from tenure.runtime import Runtime, build_registry, operator_settings, utc_now
 
@@ -40,7 +41,12 @@ def build_runtime(config: OperatorConfig) -> Runtime:
     """Connect to Kubernetes and Vault (failing fast with a clear error) and build the runtime."""
     from tenure.adapters.clients import connect, connection_of, in_cluster
 
-    kube, vault, login = connect(config, utc_now)
+    metrics = Metrics()
+
+    def observe_vault(op: str, result: str) -> None:
+        metrics.vault_requests.labels(op, result).inc()
+
+    kube, vault, login = connect(config, utc_now, observe_vault)
 
     def kopf_login() -> kopf.ConnectionInfo:
         found = connection_of(kube.api)
@@ -72,6 +78,7 @@ def build_runtime(config: OperatorConfig) -> Runtime:
         # In a pod, kopf's own ServiceAccount login follows the rotation of the projected token.
         connection=None if in_cluster(config.kubeconfig) else kopf_login,
         max_in_flight=config.max_workers,
+        metrics=metrics,
     )
     reconciler.policy = runtime.policy
     # Read before the first reconcile, so no identity is judged against the defaults first.

@@ -103,6 +103,24 @@ class Metrics:
             'Revocation attempts that failed or could not be verified (retried)',
             registry=self.registry,
         )
+        self.revocation_latency = Histogram(
+            'tenure_revocation_latency_seconds',
+            'How long after expiresAt an expired identity was revoked and verified',
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+            registry=self.registry,
+        )
+        self.expiry = Gauge(
+            'tenure_identity_expiry_timestamp_seconds',
+            'The expiry in force of each Active identity (unix time), for expiry alerts',
+            ['namespace', 'name'],
+            registry=self.registry,
+        )
+        self.vault_requests = Counter(
+            'tenure_vault_requests_total',
+            'Requests to Vault by operation and result',
+            ['op', 'result'],
+            registry=self.registry,
+        )
         self.leader = Gauge(
             'tenure_leader',
             '1 while this replica leads (holds the Lease) and acts',

@@ -27,6 +27,8 @@ from tenure.api.v1alpha1 import (
     POLICY_PLURAL,
     VERSION,
     IdentityPolicy,
+    Phase,
+    RevocationReason,
 )
 from tenure.domain.guardrails import Policy, policy_from
 from tenure.domain.lifecycle import Revoke
@@ -156,8 +158,17 @@ class Runtime:
             self.metrics.reconciles.labels('success').inc()
             self.metrics.phases.set(key, outcome.status.phase)
             self.metrics.violations.set(key, {v.rule.value for v in outcome.violations})
-            if isinstance(outcome.decision, Revoke) and outcome.finished:
+            status = outcome.status
+            if status.phase is Phase.ACTIVE and status.expires_at is not None:
+                self.metrics.expiry.labels(*key).set(status.expires_at.timestamp())
+            else:
+                self._drop_expiry(key)
+            revocation = status.revocation
+            if isinstance(outcome.decision, Revoke) and outcome.finished and revocation:
                 self.metrics.revocations.labels(outcome.decision.reason.value).inc()
+                done, due = revocation.completed_at, status.expires_at
+                if outcome.decision.reason is RevocationReason.EXPIRED and done and due:
+                    self.metrics.revocation_latency.observe(max(0.0, (done - due).total_seconds()))
             self.scheduler.schedule(key, None if outcome.finished else outcome.next_deadline)
             return outcome
 
@@ -177,7 +188,12 @@ class Runtime:
             deadline = retry_at if deadline is None else min(deadline, retry_at)
         self.scheduler.schedule(key, deadline)
 
+    def _drop_expiry(self, key: Key) -> None:
+        with contextlib.suppress(KeyError):
+            self.metrics.expiry.remove(*key)
+
     def _forget(self, key: Key) -> None:
+        self._drop_expiry(key)
         self.scheduler.schedule(key, None)
         self._known.discard(key)
         self.metrics.phases.set(key, None)

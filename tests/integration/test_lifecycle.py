@@ -9,6 +9,7 @@ token obtained before revocation gets 403, and the proof is in status.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
@@ -136,6 +137,12 @@ def test_expiry_revokes_at_the_expiry_instant(operator: OperatorProcess, stack: 
     ns = fresh_namespace(stack)
     stack.create(identity('short', ns, expires_in=timedelta(seconds=6)))
     before = assert_active(stack, ns, 'short')
+    in_force = datetime.fromisoformat(before['status']['expiresAt']).timestamp()
+    gauge = f'tenure_identity_expiry_timestamp_seconds{{name="short",namespace="{ns}"}}'
+    assert any(
+        line.startswith(gauge) and float(line.split()[-1]) == in_force
+        for line in operator.metrics().splitlines()
+    ), 'the expiry in force is exported for alerting'
     obj = stack.wait_phase(ns, 'short', 'Revoked', timeout=30)
     revocation = obj['status']['revocation']
     expires = datetime.fromisoformat(obj['status']['expiresAt'])
@@ -143,6 +150,12 @@ def test_expiry_revokes_at_the_expiry_instant(operator: OperatorProcess, stack: 
     assert expires <= requested < expires + timedelta(seconds=2)
     assert requested <= datetime.now(UTC)
     assert_revoked(stack, ns, 'short', before, 'Expired')
+    metrics = operator.metrics()
+    count = re.search(r'^tenure_revocation_latency_seconds_count (\S+)$', metrics, re.M)
+    assert count is not None
+    assert float(count.group(1)) >= 1
+    assert gauge not in metrics, 'a revoked identity has no expiry in force'
+    assert re.search(r'^tenure_vault_requests_total\{op="write",result="ok"\} [1-9]', metrics, re.M)
 
 
 def test_a_requested_ticket_stays_pending_until_approved(

@@ -146,7 +146,9 @@ def vault_client(config: VaultConfig) -> hvac.Client:
 
 
 def connect(
-    config: OperatorConfig, clock: Callable[[], datetime]
+    config: OperatorConfig,
+    clock: Callable[[], datetime],
+    observe_vault: Callable[[str, str], None] | None = None,
 ) -> tuple[KubeObjects, VaultMaterial, VaultLogin]:
     """Build the adapters, log in to Vault, and check both ends are ready (fail fast)."""
     kube_limit = TokenBucket(config.kube_qps, config.kube_burst)
@@ -162,6 +164,7 @@ def connect(
         auth_mount=config.auth_mount,
         clock=clock,
         limiter=vault_limit.acquire,
+        observe=observe_vault,
     )
     vault.check_ready()
     return kube, vault, login

@@ -270,6 +270,17 @@ def _normalised(value: Any) -> Any:
     return sorted(value) if isinstance(value, list) else value
 
 
+_OPERATIONS: Final = {
+    'GET': 'read',
+    'LIST': 'list',
+    'POST': 'write',
+    'PUT': 'write',
+    'PATCH': 'write',
+    'DELETE': 'delete',
+}
+"""Bounded `op` label values of tenure_vault_requests_total."""
+
+
 class VaultMaterial:
     """An identity's Vault objects: written, compared, revoked and proven gone, idempotently."""
 
@@ -281,6 +292,7 @@ class VaultMaterial:
         auth_mount: str = DEFAULT_AUTH_MOUNT,
         clock: Callable[[], datetime] = _utc_now,
         limiter: Callable[[], None] | None = None,
+        observe: Callable[[str, str], None] | None = None,
     ) -> None:
         self._client = client
         self.kv_mount = kv_mount.strip('/')
@@ -288,6 +300,8 @@ class VaultMaterial:
         self._clock = clock
         self._limiter = limiter
         """Called before every request (a rate limit, see tenure.limits)."""
+        self._observe = observe
+        """Called after every request with (operation, result), for metrics."""
 
     def __repr__(self) -> str:
         # Spelled out so that the client (and its token) never reaches a repr.
@@ -315,13 +329,22 @@ class VaultMaterial:
         if self._limiter is not None:
             self._limiter()
         adapter = hvac.adapters.RawAdapter.from_adapter(self._client.adapter)
-        response: requests.Response = adapter.request(
-            method,
-            f'/v1/{quote(path)}',
-            json=json,
-            params=params,
-            raise_exception=False,
-        )
+        operation = _OPERATIONS.get(method, 'other')
+        try:
+            response: requests.Response = adapter.request(
+                method,
+                f'/v1/{quote(path)}',
+                json=json,
+                params=params,
+                raise_exception=False,
+            )
+        except Exception:
+            if self._observe is not None:
+                self._observe(operation, 'unreachable')
+            raise
+        if self._observe is not None:
+            ok = response.ok or response.status_code in accept
+            self._observe(operation, 'ok' if ok else f'{response.status_code // 100}xx')
         body: Any = {}
         if response.content:
             try:
