@@ -51,6 +51,7 @@ from tenure.domain.lifecycle import (
     decide,
     effective_expiry,
     expiry_warning,
+    rotation_due,
 )
 from tenure.domain.names import DEFAULT_AUTH_MOUNT, DEFAULT_KV_MOUNT, IdentityNames
 from tenure.domain.reasons import ConditionType, Reason
@@ -453,6 +454,7 @@ class Reconciler:
                 'closure_handled_at': now
                 if decision.rotate_for_closure
                 else previous.closure_handled_at,
+                'rotation_request': decision.rotation_request or previous.rotation_request,
                 'conditions': self._conditions(
                     obj,
                     now,
@@ -471,6 +473,10 @@ class Reconciler:
         deadlines = [decision.expires_at, ttl.next_refresh]
         if warning.starts_at is not None:
             deadlines.append(warning.starts_at)
+        spec = obj.observed.spec
+        rotation = rotation_due(status, spec, now) if spec is not None else None
+        if rotation is not None:
+            deadlines.append(rotation)
         return Outcome(status, decision, tuple(events), next_deadline=min(deadlines))
 
     def _converge_secret(

@@ -322,3 +322,34 @@ def test_a_look_alike_in_another_namespace_is_refused_and_its_revocation_spares_
     assert intruder.status['revocation']['verified'] is True
     assert victim.vault.roles == role_before
     assert victim.vault.policies == policy_before
+
+
+def test_the_secret_rotates_on_schedule_and_keeps_issued_tokens(harness: Harness) -> None:
+    """rotateEvery: 720h in the manifest; KV keeps the previous version for the rollover."""
+    outcome = harness.run()
+    assert harness.status['vault']['secretVersion'] == 1
+    assert outcome.next_deadline is not None
+    harness.vault.tokens = 2
+    harness.now += timedelta(hours=720)
+    harness.run()
+    assert harness.status['vault']['secretVersion'] == 2
+    assert harness.status['vault']['lastRotatedAt'] == '2026-12-31T12:00:00Z'
+    assert harness.vault.tokens == 2, 'a scheduled rotation is a rollover, not a revocation'
+    assert 'SecretRotated' in [e[1] for e in harness.kube.events]
+    harness.now += timedelta(hours=1)
+    harness.run()
+    assert harness.status['vault']['secretVersion'] == 2, 'not again before the next period'
+
+
+def test_rotation_on_demand_happens_once_per_annotation_value(harness: Harness) -> None:
+    harness.run()
+    harness.body['metadata']['annotations'] = {'tenure.dev/rotate': 'INC-1'}
+    harness.run()
+    assert harness.status['vault']['secretVersion'] == 2
+    assert harness.status['rotationRequest'] == 'INC-1'
+    harness.body['metadata']['annotations']['argocd.argoproj.io/tracking-id'] = 'x'
+    harness.run()  # GitOps churn re-stamps the same value: nothing happens
+    assert harness.status['vault']['secretVersion'] == 2
+    harness.body['metadata']['annotations']['tenure.dev/rotate'] = 'INC-2'
+    harness.run()
+    assert harness.status['vault']['secretVersion'] == 3

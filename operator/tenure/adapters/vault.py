@@ -329,7 +329,8 @@ class VaultMaterial:
         if self._limiter is not None:
             self._limiter()
         adapter = hvac.adapters.RawAdapter.from_adapter(self._client.adapter)
-        operation = _OPERATIONS.get(method, 'other')
+        listing = method == 'GET' and (params or {}).get('list') == 'true'
+        operation = 'list' if listing else _OPERATIONS.get(method, 'other')
         try:
             response: requests.Response = adapter.request(
                 method,
@@ -623,7 +624,11 @@ class VaultMaterial:
         """Accessors of the live tokens issued by logging in through `role` as that
         ServiceAccount. Returns an empty list when Vault has no tokens at all."""
         with translated('list Vault token accessors'):
-            listing = self._request('LIST', 'auth/token/accessors', accept=(404,))
+            # GET with list=true, as Vault's own Go client sends a LIST: HTTP intermediaries
+            # (proxies, load balancers, WAFs) may refuse the LIST method (hvac/hvac#947).
+            listing = self._request(
+                'GET', 'auth/token/accessors', params={'list': 'true'}, accept=(404,)
+            )
         login_path = f'auth/{self.auth_mount}/login'
         wanted = {
             'role': role,

@@ -367,6 +367,8 @@ class ServiceIdentityStatus(ApiModel):
     """The owner in force (labels, annotations and Vault metadata carry it)."""
     owner_history: Annotated[list[OwnerRecord], Field(max_length=32)] = []
     """Previous owners, oldest first (the most recent 32)."""
+    rotation_request: Annotated[str, Field(max_length=256)] | None = None
+    """The last value of the tenure.dev/rotate annotation acted on (rotation on demand)."""
     closure_handled_at: Timestamp | None = None
     """When the ticket's closure was acted on (onClose: Rotate rotates once per closure)."""
     expires_at: Timestamp | None = None

@@ -34,7 +34,7 @@ from tenure.api.v1alpha1 import (
     TicketState,
 )
 from tenure.domain.guardrails import Mode, Rule, Violation, describe
-from tenure.domain.names import REVOKE_ANNOTATION
+from tenure.domain.names import REVOKE_ANNOTATION, ROTATE_ANNOTATION
 from tenure.domain.reasons import Reason
 from tenure.domain.scope import covers, scope_of
 
@@ -86,15 +86,26 @@ class Converge:
     previous_owner: Owner | None = None
     """Set when the owner changes: the secret is rotated and issued Vault tokens are revoked."""
     rotate_for_closure: bool = False
+    rotate_on_schedule: bool = False
+    """spec.vault.secret.rotateEvery has passed since the last rotation."""
+    rotation_request: str | None = None
+    """A new value of the tenure.dev/rotate annotation: rotate once for it."""
     """The ticket closed with onClose: Rotate and that closure has not been acted on yet."""
 
     @property
     def rotate_secret(self) -> bool:
-        return self.previous_owner is not None or self.rotate_for_closure
+        return (
+            self.previous_owner is not None
+            or self.rotate_for_closure
+            or self.rotate_on_schedule
+            or self.rotation_request is not None
+        )
 
     @property
     def revoke_issued_tokens(self) -> bool:
-        return self.rotate_secret
+        # A scheduled or requested rotation keeps issued tokens (a zero-downtime rollover: the
+        # previous secret version stays readable); an owner change or a closure cuts them.
+        return self.previous_owner is not None or self.rotate_for_closure
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +180,24 @@ def expiry_warning(now: datetime, expires_at: datetime, lead: timedelta) -> Expi
     return ExpiryWarning(False, f'access expires at {_stamp(expires_at)}', starts_at)
 
 
+def rotation_due(
+    status: ServiceIdentityStatus, spec: ServiceIdentitySpec, now: datetime
+) -> datetime | None:
+    """When the generated secret is due for its scheduled rotation (None: no schedule)."""
+    secret = spec.vault.secret if spec.vault else None
+    last = status.vault.last_rotated_at if status.vault else None
+    if secret is None or secret.rotate_every is None or last is None:
+        return None
+    return last + secret.rotate_every
+
+
+def _new_rotation_request(observed: Observed) -> str | None:
+    value = observed.annotations.get(ROTATE_ANNOTATION, '').strip()
+    if not value or value == observed.status.rotation_request:
+        return None  # absent, or already acted on: GitOps re-stamping it changes nothing
+    return value
+
+
 def _revocation(observed: Observed, now: datetime) -> Revoke | None:
     """The checks that end access, in order of precedence."""
     status, spec = observed.status, observed.spec
@@ -201,8 +230,9 @@ def _revocation(observed: Observed, now: datetime) -> Revoke | None:
     return None
 
 
-def _converge(observed: Observed, spec: ServiceIdentitySpec) -> Converge:
+def _converge(observed: Observed, spec: ServiceIdentitySpec, now: datetime) -> Converge:
     status = observed.status
+    due = rotation_due(status, spec, now)
     new_approval = approval_changed(status, spec)
     requested = scope_of(spec)
     applied = status.applied_scope
@@ -246,6 +276,8 @@ def _converge(observed: Observed, spec: ServiceIdentitySpec) -> Converge:
         verdict=verdict,
         previous_owner=previous_owner,
         rotate_for_closure=closed_rotate,
+        rotate_on_schedule=due is not None and due <= now,
+        rotation_request=_new_rotation_request(observed),
     )
 
 
@@ -288,7 +320,7 @@ def decide(observed: Observed, now: datetime) -> Decision:
                 'until the ticket is approved again, closed, cancelled or the identity expires',
             )
         return Wait(f'ticket {spec.ticket.id} is not approved yet; nothing is provisioned')
-    converge = _converge(observed, spec)
+    converge = _converge(observed, spec, now)
     if observed.violations:
         # Audit mode: reported on Valid (and by events and metrics), provisioned all the same.
         audit = Verdict(

@@ -17,6 +17,9 @@ EXPIRES_ANNOTATION: Final = 'tenure.dev/expires-at'
 REVOKE_ANNOTATION: Final = 'tenure.dev/revoke'
 """Set on a ServiceIdentity (any non-empty value: the reason) to revoke it at once."""
 
+ROTATE_ANNOTATION: Final = 'tenure.dev/rotate'
+"""Set to a new value (any) to rotate the generated secret once, on demand."""
+
 FINALIZER: Final = 'tenure.dev/revocation'
 """Holds a deleted ServiceIdentity until its revocation is verified."""
 
