@@ -39,6 +39,7 @@ from tenure.domain.desired import (
     vault_role,
 )
 from tenure.domain.guardrails import Policy, Target, Violation, evaluate
+from tenure.domain.history import with_history
 from tenure.domain.lifecycle import (
     Converge,
     Decision,
@@ -230,10 +231,20 @@ class Reconciler:
             outcome = dataclasses.replace(
                 self._failed(obj, decision, now, e), violations=violations
             )
+            outcome = self._recorded(obj, outcome, now)
             self._write(obj, outcome)
             raise ReconcileFailed(outcome, e) from e
+        outcome = self._recorded(obj, outcome, now)
         self._write(obj, outcome)
         return outcome
+
+    @staticmethod
+    def _recorded(obj: _Object, outcome: Outcome, now: datetime) -> Outcome:
+        """The outcome with this reconcile's transitions in status.history (none: unchanged)."""
+        status = with_history(
+            obj.observed.status, outcome.status, at=now, generation=obj.generation
+        )
+        return outcome if status is outcome.status else dataclasses.replace(outcome, status=status)
 
     def _act(self, obj: _Object, decision: Decision, now: datetime) -> Outcome:
         match decision:

@@ -11,6 +11,7 @@ field cannot slip into the CRD in a shape the API server would reject or silentl
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -166,7 +167,11 @@ def _ordered(node: JsonObj) -> JsonObj:
 
 def _model_schema(model: type[Any]) -> JsonObj:
     schema: JsonObj = model.model_json_schema(by_alias=True, mode='validation')
-    return to_structural(schema, schema.get('$defs', {}))
+    structural = to_structural(schema, schema.get('$defs', {}))
+    # A definition used twice (an enum) must not be one shared object: YAML would render it as
+    # an anchor and an alias, legal but unreadable in a CRD.
+    unshared: JsonObj = json.loads(json.dumps(structural))
+    return unshared
 
 
 def _attach_rules(spec: JsonObj, location: str, rules: list[JsonObj]) -> None:

@@ -348,6 +348,25 @@ class RevocationStatus(ApiModel):
     """The checks, one per managed object."""
 
 
+class HistoryEntry(ApiModel):
+    """One transition of the identity, kept durably (Events expire after an hour)."""
+
+    at: Timestamp
+    """When the transition was recorded."""
+    phase: Phase | None = None
+    """The phase after the transition."""
+    reason: Annotated[
+        str,
+        Field(pattern=r'^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$', min_length=1, max_length=128),
+    ]
+    """A CamelCase code: Active, Denied, a guardrail rule, OwnerChanged, SecretRotated, Revoking,
+    Revoked, ..."""
+    message: Annotated[str, Field(max_length=1024)] = ''
+    """What happened, for people (truncated to 1024 characters)."""
+    generation: Annotated[int, Field(ge=0)] | None = None
+    """The metadata.generation the transition was computed from."""
+
+
 class ServiceIdentityStatus(ApiModel):
     """Observed state, written only by the operator."""
 
@@ -375,6 +394,9 @@ class ServiceIdentityStatus(ApiModel):
     """The expiry in force (an extension needs a new approval)."""
     revocation: RevocationStatus | None = None
     """Set once access ends."""
+    history: Annotated[list[HistoryEntry], Field(max_length=50)] = []
+    """Transitions, oldest first (the most recent 50): the durable audit trail of the phase, the
+    Ready and Valid reasons, owner changes, rotations and the revocation."""
     conditions: Annotated[
         list[Condition],
         Field(
