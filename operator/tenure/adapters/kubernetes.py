@@ -28,6 +28,11 @@ from kubernetes.client.exceptions import ApiException
 
 from tenure.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, POLICY_PLURAL, VERSION, ProofCheck
 from tenure.domain.desired import Manifest
+from tenure.domain.inventory import (
+    BindingRecord,
+    ServiceAccountRecord,
+    TokenSecretRecord,
+)
 from tenure.domain.leadership import LeaseState
 from tenure.domain.names import IDENTITY_LABEL, MANAGED_BY, MANAGED_BY_LABEL, IdentityNames
 from tenure.errors import NameConflict, PermanentError, TenureError, TransientError
@@ -559,3 +564,89 @@ class KubeObjects:
         except (TransientError, PermanentError) as e:
             # Events are best effort (like client-go's recorder): never fail a reconcile for one.
             log.warning('%s', e)
+
+    # -- inventory (read-only, for `tenure report`) -------------------------------------------
+
+    def list_service_accounts(self, namespace: str | None = None) -> list[ServiceAccountRecord]:
+        """Every ServiceAccount (in `namespace`, or in all namespaces)."""
+        with translated('list ServiceAccounts'):
+            if namespace is None:
+                items = self.core.list_service_account_for_all_namespaces().items
+            else:
+                items = self.core.list_namespaced_service_account(namespace).items
+        return [
+            ServiceAccountRecord(
+                **_record_fields(sa),
+                secrets=tuple(ref.name for ref in sa.secrets or [] if ref.name),
+            )
+            for sa in items
+        ]
+
+    def list_token_secrets(self, namespace: str | None = None) -> list[TokenSecretRecord]:
+        """Every Secret of type kubernetes.io/service-account-token: names and annotations only,
+        the token itself is never kept."""
+        selector = f'type={SA_TOKEN_TYPE}'
+        with translated('list token Secrets'):
+            if namespace is None:
+                items = self.core.list_secret_for_all_namespaces(field_selector=selector).items
+            else:
+                items = self.core.list_namespaced_secret(namespace, field_selector=selector).items
+        return [
+            TokenSecretRecord(
+                **_record_fields(secret),
+                service_account=(_meta(secret).annotations or {}).get(SA_NAME_ANNOTATION, ''),
+            )
+            for secret in items
+        ]
+
+    def list_bindings(self, namespace: str | None = None) -> list[BindingRecord]:
+        """RoleBindings (in `namespace`, or all) and every ClusterRoleBinding, with their
+        ServiceAccount subjects (a ClusterRoleBinding can grant a ServiceAccount of any
+        namespace, so all of them are read)."""
+        with translated('list RoleBindings'):
+            if namespace is None:
+                role_bindings = self.rbac.list_role_binding_for_all_namespaces().items
+            else:
+                role_bindings = self.rbac.list_namespaced_role_binding(namespace).items
+        with translated('list ClusterRoleBindings'):
+            cluster_bindings = self.rbac.list_cluster_role_binding().items
+        records = [self._binding_record(b, cluster_wide=False) for b in role_bindings]
+        records += [self._binding_record(b, cluster_wide=True) for b in cluster_bindings]
+        return records
+
+    @staticmethod
+    def _binding_record(
+        binding: client.V1RoleBinding | client.V1ClusterRoleBinding, *, cluster_wide: bool
+    ) -> BindingRecord:
+        home = '' if cluster_wide else str(_meta_of(binding).namespace or '')
+        accounts = tuple(
+            # A RoleBinding's ServiceAccount subject without a namespace means its own.
+            (subject.namespace or home, subject.name)
+            for subject in binding.subjects or []
+            if subject.kind == 'ServiceAccount'
+        )
+        return BindingRecord(
+            **_record_fields(binding),
+            cluster_wide=cluster_wide,
+            role_kind=binding.role_ref.kind,
+            role_name=binding.role_ref.name,
+            service_accounts=accounts,
+        )
+
+
+def _meta_of(obj: Any) -> client.V1ObjectMeta:
+    # Objects read from the API always have metadata.
+    return cast(client.V1ObjectMeta, obj.metadata)
+
+
+def _record_fields(obj: Any) -> dict[str, Any]:
+    """The metadata every inventory record carries."""
+    meta = _meta_of(obj)
+    return {
+        'namespace': str(meta.namespace or ''),
+        'name': str(meta.name),
+        'uid': str(meta.uid or ''),
+        'labels': dict(meta.labels or {}),
+        'annotations': dict(meta.annotations or {}),
+        'owner_uids': tuple(ref.uid for ref in meta.owner_references or []),
+    }

@@ -72,6 +72,7 @@ import requests
 
 from tenure.api.v1alpha1 import ProofCheck
 from tenure.domain.desired import VaultRole
+from tenure.domain.inventory import VaultPolicyRecord, VaultRoleRecord
 from tenure.domain.names import DEFAULT_AUTH_MOUNT, DEFAULT_KV_MOUNT
 from tenure.errors import PermanentError, TransientError
 
@@ -753,6 +754,41 @@ class VaultMaterial:
             )
         )
         return checks
+
+    # -- inventory (read-only, for `tenure report`) -------------------------------------------
+
+    def _list(self, path: str, what: str) -> list[str]:
+        """The keys of a LIST; empty when there are none (Vault answers 404 then)."""
+        with translated(f'list {what}'):
+            answer = self._request('LIST', path, accept=(404,))
+        return [str(key) for key in answer.data.get('keys') or []]
+
+    def list_auth_roles(self) -> list[VaultRoleRecord]:
+        """Every role of the Kubernetes auth mount, with who may log in and what they get."""
+        records = []
+        for name in self._list(f'auth/{self.auth_mount}/role', f'roles of auth/{self.auth_mount}'):
+            role = self._read_role(name)
+            if role is None:
+                continue  # deleted between the list and the read
+            records.append(
+                VaultRoleRecord(
+                    name=name,
+                    bound_namespaces=tuple(role.get('bound_service_account_namespaces') or ()),
+                    bound_service_accounts=tuple(role.get('bound_service_account_names') or ()),
+                    policies=tuple(role.get('token_policies') or role.get('policies') or ()),
+                    token_max_ttl=int(role.get('token_max_ttl') or 0),
+                )
+            )
+        return records
+
+    def list_acl_policies(self) -> list[VaultPolicyRecord]:
+        """Every ACL policy with its text."""
+        records = []
+        for name in self._list('sys/policies/acl', 'Vault ACL policies'):
+            text = self.policy_text(name)
+            if text is not None:
+                records.append(VaultPolicyRecord(name=name, text=text))
+        return records
 
 
 def _parse_rfc3339(value: str) -> datetime:
