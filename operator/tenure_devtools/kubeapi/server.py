@@ -5,9 +5,11 @@ sandbox. Never part of the operator's runtime.
 
 Requests are parsed into a `RequestInfo` (verb, group, version, resource, subresource,
 namespace, name) exactly as the apiserver's `RequestInfoFactory` does
-(https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-uris). Every request is
-accepted without authentication; an authorizer would be one more step in `_dispatch`, between
-parsing the `RequestInfo` and serving it, where the real server authorizes too.
+(https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-uris). By default every
+request is accepted without authentication. With `authorization=True`, bearer-token
+authentication, RBAC authorization and escalation prevention (authz.py, rbac.py) run first in
+`_dispatch`, where the real server authenticates and authorizes too, and the cluster starts
+with the default RBAC roles, aggregated ClusterRoles filled by their controller (rbac.py).
 
 Bodies: JSON or YAML in; JSON out (YAML when asked first). Protobuf bodies and unknown media
 types are refused with 415; a protobuf `Accept` falls back to JSON (the real server does the same
@@ -21,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -33,6 +36,7 @@ from aiohttp import web
 
 from . import crds, errors, openapi, tables
 from .auth import TokenApi
+from .authz import Authorization
 from .controllers import Controllers
 from .errors import ApiError
 from .faults import FaultInjector
@@ -44,6 +48,7 @@ from .operations import (
     WriteOptions,
     patch_types,
 )
+from .rbac import ClusterRoleAggregator
 from .resources import Registry, ResourceType, builtin_types
 from .store import Store
 from .tokens import TokenIssuer
@@ -110,6 +115,8 @@ class KubeApiEmulator:
     `crd_paths`: CRD YAML files or directories, loaded at start. `clock` lets tests move time
     (token expiry). `bookmark_interval`: seconds between watch BOOKMARK events (the real
     server: about a minute). `watch_window`: events kept per resource for watch replay.
+    `authorization`: authenticate bearer tokens and enforce RBAC (authz.py); `admin_token`
+    then acts as a cluster admin, and so does a request without a token.
     """
 
     def __init__(
@@ -120,6 +127,7 @@ class KubeApiEmulator:
         bookmark_interval: float = 60.0,
         watch_window: int = 10_000,
         token_issuer: TokenIssuer | None = None,
+        authorization: bool = False,
     ) -> None:
         self.crd_paths = [Path(p) for p in crd_paths]
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -127,6 +135,11 @@ class KubeApiEmulator:
         self.watch_window = watch_window
         self.token_issuer = token_issuer or TokenIssuer()
         self.url = ''
+        # ---- authentication and authorization (opt-in, see authz.py) ----------------------
+        self.authorization = authorization
+        self.admin_token = secrets.token_urlsafe(32)
+        self.authz: Authorization | None = None
+        # ---- end authentication and authorization ---------------------------------------
         # ---- fault injection (test tooling, see faults.py): rules that tests add at any time.
         self.faults = FaultInjector(
             parse_request=self._request_info, resource_version=lambda: self.store.rv
@@ -139,6 +152,7 @@ class KubeApiEmulator:
         self.tokens: TokenApi
         self.controllers: Controllers
         self._watches: WatchServer
+        self.aggregator: ClusterRoleAggregator | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------
 
@@ -149,7 +163,19 @@ class KubeApiEmulator:
         self.tokens = TokenApi(self.api, self.token_issuer)
         self.controllers = Controllers(self.api, self.registry, self.tokens)
         self._watches = WatchServer(self.api, bookmark_interval=self.bookmark_interval)
+        # ---- RBAC (opt-in, see authz.py and rbac.py) --------------------------------------
+        if self.authorization:
+            self.aggregator = ClusterRoleAggregator(self.api, self.registry)
+            self.authz = Authorization(
+                self.api, self.registry, self.tokens, admin_token=self.admin_token
+            )
+        # ---- end RBAC -----------------------------------------------------------------
         self._bootstrap()
+        # ---- RBAC: the default roles of an RBAC cluster, then aggregation at once ----------
+        if self.authz is not None and self.aggregator is not None:
+            self.authz.bootstrap()
+            self.aggregator.sync()
+        # ---- end RBAC -----------------------------------------------------------------
         app = web.Application(client_max_size=MAX_BODY)
         # ---- fault injection (test tooling, see faults.py): every request passes the rules on
         # its way to self._handle; the control API is served under faults.CONTROL_PATH.
@@ -198,13 +224,17 @@ class KubeApiEmulator:
             await self._runner.cleanup()
             self._runner = None
 
-    def write_kubeconfig(self, path: Path) -> Path:
-        """A kubeconfig for the kubernetes client, kopf and kubectl (no credentials needed)."""
+    def write_kubeconfig(self, path: Path, *, token: str | None = None) -> Path:
+        """A kubeconfig for the kubernetes client, kopf and kubectl.
+
+        No credentials by default (the admin, see `authorization`); `token` makes its user
+        authenticate with that bearer token, e.g. a ServiceAccount's from a TokenRequest.
+        """
         config = {
             'apiVersion': 'v1',
             'kind': 'Config',
             'clusters': [{'name': 'tenure-emulator', 'cluster': {'server': self.url}}],
-            'users': [{'name': 'tenure-emulator', 'user': {}}],
+            'users': [{'name': 'tenure-emulator', 'user': {'token': token} if token else {}}],
             'contexts': [
                 {
                     'name': 'tenure-emulator',
@@ -237,6 +267,10 @@ class KubeApiEmulator:
             return _status_response(errors.internal(f'{type(exc).__name__}: {exc}'))
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        # ---- authentication and authorization (opt-in, see authz.py): raises 401/403 ------
+        if self.authz is not None:
+            await self.authz.admit(request)
+        # ---- end authentication and authorization ---------------------------------------
         path = request.path
         if path in ('/healthz', '/readyz', '/livez') or path.startswith(
             ('/healthz/', '/readyz/', '/livez/')
