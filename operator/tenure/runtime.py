@@ -181,8 +181,9 @@ class Runtime:
         attempt = self._failures.get(key, 0) + 1
         self._failures[key] = attempt
         deadline = failure.outcome.next_deadline
-        if transient:
-            # The scheduler retries too, so a failure is retried even without a kopf event.
+        if transient or isinstance(failure.outcome.decision, Revoke):
+            # The scheduler retries too, so a failure is retried even without a kopf event; a
+            # revocation whatever stopped it (see `handle`).
             delay = failure.cause.retry_after if isinstance(failure.cause, TransientError) else None
             retry_at = self.clock() + timedelta(seconds=delay or backoff(attempt))
             deadline = retry_at if deadline is None else min(deadline, retry_at)
@@ -242,14 +243,19 @@ class Runtime:
             outcome = self.reconcile_key(key)
         except ReconcileFailed as failure:
             cause = failure.cause
-            if isinstance(cause, TransientError):
-                raise kopf.TemporaryError(
-                    str(cause), delay=cause.retry_after or backoff(retry)
-                ) from None
+            # A revocation is never given up: on a kopf PermanentError, kopf drops the finalizer
+            # of a deleted identity with its access still in place, and a 403 fixed in Vault's
+            # policy sends no event. It is retried with backoff instead, like a transient error.
+            revoking = deleting or isinstance(failure.outcome.decision, Revoke)
+            if isinstance(cause, TransientError) or revoking:
+                delay = cause.retry_after if isinstance(cause, TransientError) else None
+                raise kopf.TemporaryError(str(cause), delay=delay or backoff(retry)) from None
             raise kopf.PermanentError(str(cause)) from None
         except TransientError as e:
             raise kopf.TemporaryError(str(e), delay=e.retry_after or backoff(retry)) from None
         except PermanentError as e:
+            if deleting:
+                raise kopf.TemporaryError(str(e), delay=backoff(retry)) from None
             raise kopf.PermanentError(str(e)) from None
         if deleting and outcome is not None and not outcome.finished:
             raise kopf.TemporaryError('revocation is not verified yet', delay=backoff(retry))

@@ -128,3 +128,34 @@ def test_a_permission_problem_is_reported_without_a_retry_storm(
     # Whatever touches the identity next (an edit, a resync, a restart) finds Vault fixed.
     world.patch(ns, 'forbidden', {'metadata': {'annotations': {'example.com/nudge': '1'}}})
     world.check({key: Expect.ACTIVE}, secret_versions={key: [1]})
+
+
+@pytest.mark.parametrize(
+    'end', [pytest.param('cancel', id='cancelled'), pytest.param('delete', id='deleted')]
+)
+def test_a_permission_problem_while_revoking_does_not_stop_the_revocation(
+    operator: OperatorProcess, proxy: FaultProxy, world: World, ns: str, end: str
+) -> None:
+    """Access that must end cannot wait for someone to edit the identity: once the operator's
+    permission is back, the revocation completes on its own; a deleted identity is held by its
+    finalizer until then."""
+    key = (ns, 'stuck')
+    world.create(identity('stuck', ns))
+    world.check({key: Expect.ACTIVE})
+    world.login(ns, 'stuck')
+    with VerifiedWatch(world, {ns}) as watch:
+        proxy.mode(ProxyMode.permission_denied(path=ROLES, methods={'DELETE'}))
+        if end == 'delete':
+            world.delete(ns, 'stuck')
+        else:
+            world.patch(ns, 'stuck', {'spec': {'ticket': {'state': 'Cancelled'}}})
+        failing = world.wait_condition(ns, 'stuck', 'Ready', 'RevocationFailed')
+        assert 'HTTP 403' in condition(failing, 'Ready')['message']
+        refused = proxy.counts.failed
+        # Held: the finalizer stays while the role cannot be deleted (kopf must not give up).
+        with pytest.raises(TimeoutError):
+            proxy.wait_until(lambda c: c.failed > refused + 1, timeout=1.5)
+        assert world.get(ns, 'stuck') is not None
+        proxy.mode(ProxyMode.pass_through())
+        world.check({key: Expect.GONE if end == 'delete' else Expect.REVOKED})
+    watch.assert_clean()
