@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from tenure import __version__
+from tenure.audit import add_report_arguments, run_report
 from tenure.config import ConfigError, add_run_arguments, parse_run_config
 from tenure.manifests import CheckReport, check_paths, load_policy
 
@@ -68,6 +69,19 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar='PATH',
         help='the KV v2 mount the operator uses, for the Vault path rules [secret]',
     )
+    report = commands.add_parser(
+        'report',
+        help='inventory every non-human identity: Managed, Leaked or Unmanaged',
+        description='Read the cluster and Vault (read-only) and classify every non-human '
+        'identity: Managed (an Active ServiceIdentity stands behind it), Leaked (Tenure made it '
+        'for an identity that is revoked or gone) or Unmanaged (ServiceAccounts, token Secrets, '
+        'bindings granting ServiceAccounts, Vault Kubernetes-auth roles and ACL policies with no '
+        'ServiceIdentity behind them), each with the OWASP NHI Top 10 risk it maps to. '
+        'Kubernetes from --kubeconfig, $KUBECONFIG or in-cluster config; Vault from $VAULT_ADDR '
+        'and $VAULT_TOKEN (a token that may list and read auth/<mount>/role and '
+        'sys/policies/acl). Exit 0 when the report was printed, 1 when a source could not be read.',
+    )
+    add_report_arguments(report)
     run = commands.add_parser(
         'run',
         help='run the operator',
@@ -181,6 +195,11 @@ def main(
         )
         _print_check(report, args.output, stream)
         return EXIT_OK if report.ok else EXIT_PROBLEMS
+    if args.command == 'report':
+        try:
+            return run_report(args, stream, sys.stderr, clock())
+        except ValueError as e:
+            parser.error(str(e))
     if args.command == 'run':
         try:
             config = parse_run_config(args, os.environ)
