@@ -10,14 +10,18 @@ HTTP so that status codes and messages are visible as sent.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tenure_devtools.kubeapi import KubeApiEmulator, running_emulator
 
@@ -237,11 +241,44 @@ def test_the_admin_token_and_a_request_without_a_token_act_as_cluster_admin(
         assert created.status == 201
 
 
-def test_without_authorization_every_request_is_served_as_before(tmp_path: Any) -> None:
+def test_without_authorization_every_request_is_served_as_before() -> None:
     """Authorization is opt-in: the default emulator ignores tokens and has no bootstrap roles."""
     with running_emulator() as plain:
         assert call(plain, 'GET', '/api/v1/secrets', token='not-a-token').status == 200
         assert call(plain, 'GET', f'{RBAC_V1}/clusterroles').body['items'] == []
+
+
+def _get(url: str, token: str) -> int:
+    request = urllib.request.Request(url, headers={'Authorization': f'Bearer {token}'})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_the_command_prints_the_admin_token_and_puts_it_in_the_kubeconfig(
+    tmp_path: Path,
+) -> None:
+    """`python -m tenure_devtools.kubeapi --authorization`: the admin's bearer token, as a
+    kubeconfig user token (https://kubernetes.io/docs/reference/access-authn-authz/authentication/#putting-a-bearer-token-in-a-request)."""
+    kubeconfig = tmp_path / 'kubeconfig'
+    command = [sys.executable, '-m', 'tenure_devtools.kubeapi', '--authorization']
+    with subprocess.Popen(
+        [*command, '--kubeconfig', str(kubeconfig)], stdout=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            assert process.stdout is not None
+            url = process.stdout.readline().strip().rsplit(' ', 1)[1]
+            line = process.stdout.readline().strip()
+            assert line.startswith('kubeapi admin token: ')
+            token = line.rsplit(' ', 1)[1]
+            assert yaml.safe_load(kubeconfig.read_text())['users'][0]['user'] == {'token': token}
+            assert _get(f'{url}/api/v1/secrets', token) == 200
+            assert _get(f'{url}/api/v1/secrets', 'not-the-token') == 401
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
 
 
 # -- authorization -------------------------------------------------------------------------------
