@@ -17,6 +17,7 @@ from tenure import __version__
 from tenure.audit import add_report_arguments, run_report
 from tenure.config import ConfigError, add_run_arguments, parse_run_config
 from tenure.manifests import CheckReport, check_paths, load_policy
+from tenure.plan import add_plan_arguments, run_plan
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -82,6 +83,18 @@ def _build_parser() -> argparse.ArgumentParser:
         'sys/policies/acl). Exit 0 when the report was printed, 1 when a source could not be read.',
     )
     add_report_arguments(report)
+    plan = commands.add_parser(
+        'plan',
+        help='show what applying ServiceIdentity manifests would do, changing nothing',
+        description='Show what applying ServiceIdentity manifests would create, change or delete '
+        'in Kubernetes and Vault, with the guardrail verdicts and the lifecycle decision the '
+        'operator would take (e.g. a wider scope refused without a new approval). Compares with '
+        'the live cluster and Vault when they can be read (read-only), and plans from the '
+        'manifests alone otherwise (and with --offline). Writes nothing. Exit 0 when every '
+        'manifest would take effect as written, 1 when one would be refused, denied, held or '
+        'ignored.',
+    )
+    add_plan_arguments(plan)
     run = commands.add_parser(
         'run',
         help='run the operator',
@@ -198,6 +211,11 @@ def main(
     if args.command == 'report':
         try:
             return run_report(args, stream, sys.stderr, clock())
+        except ValueError as e:
+            parser.error(str(e))
+    if args.command == 'plan':
+        try:
+            return run_plan(args, stream, clock())
         except ValueError as e:
             parser.error(str(e))
     if args.command == 'run':

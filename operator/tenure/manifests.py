@@ -348,3 +348,27 @@ def _check_document(doc: _Document, policy: Policy, now: datetime, kv_mount: str
         )
         for loc, message, rule in validate_object(data, policy=policy, now=now, kv_mount=kv_mount)
     ]
+
+
+@dataclasses.dataclass(frozen=True)
+class Document:
+    """One decoded manifest document and where it was read (for `tenure plan`)."""
+
+    file: str
+    line: int
+    data: Any
+
+
+def read_documents(paths: Iterable[Path]) -> Iterator[Document | Problem]:
+    """Every document under `paths` (files or directories, read as `tenure check` reads them);
+    what cannot be read or parsed comes as a Problem."""
+    for root in paths:
+        if not root.exists():
+            yield _file_problem(str(root), 'no such file or directory', 'NotFound')
+            continue
+        for file in _manifest_files(root):
+            for item in _documents(file, str(file)):
+                if isinstance(item, Problem):
+                    yield item
+                else:
+                    yield Document(item.file, item.node.start_mark.line + 1, item.data)

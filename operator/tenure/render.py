@@ -17,6 +17,8 @@ from typing import Any, Final, TextIO
 from tenure.api.base import format_timestamp
 from tenure.audit import Evidence
 from tenure.domain.inventory import RISK_TITLES, Class, Finding
+from tenure.domain.planning import Action
+from tenure.plan import Planned, Refused, Skipped, Sources
 
 FINDING_FIELDS: Final = (
     'class',
@@ -258,3 +260,109 @@ def render_evidence(evidence: Evidence, output: str, now: datetime, out: TextIO)
     else:
         where = 'Kubernetes or Vault' if evidence.vault_read else 'Kubernetes (Vault not read)'
         out.write(f'  nothing in {where}\n')
+
+
+# -- plan -------------------------------------------------------------------------------------
+
+_SYMBOLS: Final = {
+    Action.CREATE: '+',
+    Action.UPDATE: '~',
+    Action.DELETE: '-',
+    Action.UNCHANGED: '=',
+    Action.APPLY: '?',
+}
+
+
+def plan_record(result: Planned | Refused) -> dict[str, Any]:
+    if isinstance(result, Refused):
+        return {
+            'file': result.file,
+            'line': result.line,
+            'namespace': result.namespace,
+            'name': result.name,
+            'phase': None,
+            'reason': result.reason,
+            'message': result.message,
+            'asWritten': False,
+            'violations': [],
+            'changes': [],
+        }
+    plan = result.plan
+    return {
+        'file': result.file,
+        'line': result.line,
+        'namespace': plan.namespace,
+        'name': plan.name,
+        'phase': plan.phase,
+        'reason': plan.reason,
+        'message': plan.message,
+        'asWritten': plan.as_written,
+        'violations': [
+            {'rule': v.rule.value, 'field': v.field, 'message': v.message} for v in plan.violations
+        ],
+        'changes': [
+            {
+                'system': c.system,
+                'action': c.action.value,
+                'kind': c.kind,
+                'name': c.name,
+                'detail': c.detail or None,
+            }
+            for c in plan.changes
+        ],
+    }
+
+
+def render_plans(
+    results: Sequence[Planned | Refused | Skipped], sources: Sources, output: str, out: TextIO
+) -> None:
+    records = [plan_record(r) for r in results if not isinstance(r, Skipped)]
+    skipped = [r for r in results if isinstance(r, Skipped)]
+    if output == 'json':
+        doc = {
+            'kubernetes': sources.kube_note,
+            'vault': sources.vault_note,
+            'changed': False,
+            'plans': records,
+            'skipped': [{'file': r.file, 'line': r.line, 'kind': r.kind} for r in skipped],
+        }
+        out.write(json.dumps(doc, indent=2) + '\n')
+        return
+    out.write(f'Kubernetes: {sources.kube_note}\nVault: {sources.vault_note}\n')
+    for r in skipped:
+        out.write(f'{r.file}:{r.line}: {r.kind} is not a ServiceIdentity: not planned\n')
+    totals: Counter[str] = Counter()
+    for record in records:
+        where = f'{record["file"]}:{record["line"]}' if record['line'] else record['file']
+        obj = '/'.join(p for p in (record['namespace'], record['name']) if p) or '<unnamed>'
+        phase = f'{record["phase"]}, ' if record['phase'] else ''
+        out.write(f'\nServiceIdentity {obj} ({where}): {phase}{record["reason"]}\n')
+        out.write(f'  {record["message"]}\n')
+        for violation in record['violations']:
+            out.write(
+                f'  guardrail {violation["rule"]}: {violation["field"]}: {violation["message"]}\n'
+            )
+        rows = [
+            [
+                f'  {_SYMBOLS[Action(c["action"])]} {c["action"]}',
+                c['system'],
+                c['kind'],
+                c['name'],
+                c['detail'] or '',
+            ]
+            for c in record['changes']
+        ]
+        table(rows, out)
+        totals.update(c['action'] for c in record['changes'])
+    counts = ', '.join(
+        f'{totals[a.value]} to {a.value}' for a in (Action.CREATE, Action.UPDATE, Action.DELETE)
+    )
+    unknown = (
+        f', {totals[Action.APPLY.value]} to apply (not compared)'
+        if totals[Action.APPLY.value]
+        else ''
+    )
+    out.write(
+        f'\nPlan: {counts}, {totals[Action.UNCHANGED.value]} unchanged{unknown}. '
+        'Nothing was changed.\n'
+    )

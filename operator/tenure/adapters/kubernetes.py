@@ -614,6 +614,25 @@ class KubeObjects:
         records += [self._binding_record(b, cluster_wide=True) for b in cluster_bindings]
         return records
 
+    def read_objects(
+        self, names: IdentityNames, wanted: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], Manifest]:
+        """For `tenure plan`: the objects of the names in `wanted` (kind, name), whoever's they
+        are, and every object labelled for this identity, as the API returns them (plain JSON)."""
+        found: dict[tuple[str, str], Manifest] = {}
+        for kind, name in wanted:
+            obj = self._get(cast(Kind, kind), names.namespace, name)
+            if obj is not None:
+                found[(kind, name)] = self._plain(obj)
+        kinds: tuple[Kind, ...] = ('ServiceAccount', 'Role', 'RoleBinding')
+        for managed_kind in kinds:
+            for managed in self._managed(managed_kind, names):
+                found[(managed_kind, _name(managed))] = self._plain(managed)
+        return found
+
+    def _plain(self, obj: Managed) -> Manifest:
+        return cast(Manifest, self.api.sanitize_for_serialization(obj))  # type: ignore[no-untyped-call]
+
     @staticmethod
     def _binding_record(
         binding: client.V1RoleBinding | client.V1ClusterRoleBinding, *, cluster_wide: bool

@@ -781,6 +781,10 @@ class VaultMaterial:
             )
         return records
 
+    def read_role(self, role: str) -> Mapping[str, Any] | None:
+        """A Kubernetes-auth role's fields as Vault returns them, None when there is none."""
+        return self._read_role(role)
+
     def list_acl_policies(self) -> list[VaultPolicyRecord]:
         """Every ACL policy with its text."""
         records = []
