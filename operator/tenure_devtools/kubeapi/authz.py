@@ -43,10 +43,10 @@ between parsing the request and serving it:
 With authorization on, the emulator also starts with the default ClusterRoles and bindings of an
 RBAC cluster (bootstrap_policy.py: `cluster-admin`, `admin`/`edit`/`view`, `system:discovery`...).
 
-What happened is recorded for tests: every authorization decision (`decisions()`: the
-attributes, the purpose `request`/`bind`/`escalate`, and the binding, role and rule index that
-allowed it), every held rule that let a Role or binding be written (`coverage()`), and every
-request refused with 401 or 403 (`refusals()`).
+What happened is recorded for tests: every RBAC decision about a user outside
+`system:masters` (`decisions()`: the attributes, the purpose `request`/`bind`/`escalate`, and
+the binding, role and rule index that allowed it), every held rule that let a Role or binding be
+written (`coverage()`), and every request refused with 401 or 403 (`refusals()`).
 
 Deviations: anonymous requests are the admin (above); webhook and Node authorizers,
 impersonation, client certificates and the token cache are not emulated; a malformed RBAC
