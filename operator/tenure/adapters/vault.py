@@ -52,6 +52,9 @@ token holding only that policy runs every method here). Per method:
 - `disable_entity`: read+sudo `sys/auth/<auth mount>` (its accessor); update
   `identity/lookup/entity`; update `identity/entity/id/*` restricted to `disabled=true`, so the
   operator can switch an entity off but cannot grant an entity policies.
+- `list_auth_roles`, `list_acl_policies`, `read_role` (for `tenure report` and `tenure plan`, run
+  with an auditor's token rather than the operator's): list and read `auth/<auth mount>/role/*`
+  and `sys/policies/acl/*`; `tenure plan` also reads `<kv>/metadata/tenure/*`.
 """
 
 from __future__ import annotations
