@@ -10,7 +10,7 @@ import argparse
 import dataclasses
 import os
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
@@ -214,7 +214,7 @@ def connect(
     config = vault_config(args, env) if need_vault else None
     kube = KubeObjects(
         kubernetes_api(args.kubeconfig or env.get('KUBECONFIG') or None),
-        clock=lambda: datetime.now().astimezone(),
+        clock=lambda: datetime.now(UTC),
     )
     vault = (
         VaultMaterial(

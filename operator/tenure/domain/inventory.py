@@ -451,11 +451,14 @@ class _Classifier:
         for account in self.inventory.service_accounts:
             if not scope.wants(account.namespace):
                 continue
-            finding = self._service_account(account, scope)
-            if finding is not None:
+            finding = self._service_account(account)
+            system = is_system_namespace(account.namespace) or (
+                account.name == DEFAULT_SERVICE_ACCOUNT
+            )
+            if finding.class_ is not Class.UNMANAGED or not system or scope.include_system:
                 yield finding
 
-    def _service_account(self, account: ServiceAccountRecord, scope: Scope) -> Finding | None:
+    def _service_account(self, account: ServiceAccountRecord) -> Finding:
         made_for = self._made_by_tenure(account)
         if made_for is not None:
             class_, risk, detail, governance = self._standing(
@@ -471,9 +474,6 @@ class _Classifier:
                 governance,
                 account.annotations,
             )
-        system = is_system_namespace(account.namespace) or account.name == DEFAULT_SERVICE_ACCOUNT
-        if system and not scope.include_system:
-            return None
         detail = 'no ServiceIdentity stands behind it: no owner, no ticket, no expiry'
         if (account.namespace, account.name) in self.identities:
             detail = (
@@ -495,9 +495,9 @@ class _Classifier:
                 continue
             if is_system_namespace(secret.namespace) and not scope.include_system:
                 continue
-            yield self._token_secret(secret, scope)
+            yield self._token_secret(secret)
 
-    def _token_secret(self, secret: TokenSecretRecord, scope: Scope) -> Finding:
+    def _token_secret(self, secret: TokenSecretRecord) -> Finding:
         account = self.accounts.get((secret.namespace, secret.service_account))
         who = f'ServiceAccount {secret.service_account}'
         origin = (
@@ -533,8 +533,7 @@ class _Classifier:
                 Risk.NHI1,
                 f'{token}; {who} does not exist',
             )
-        owner = self._service_account(account, dataclasses.replace(scope, include_system=True))
-        assert owner is not None  # with include_system every ServiceAccount has a finding
+        owner = self._service_account(account)
         if owner.class_ is Class.LEAKED:
             return dataclasses.replace(
                 owner, kind=Kind.SECRET, name=secret.name, detail=f'{token}; {owner.detail}'
