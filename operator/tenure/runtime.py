@@ -87,6 +87,8 @@ class Runtime:
         self.gate = PriorityGate(max_in_flight)
         """Reconciles in flight, kopf's and the scheduler's together; revocations first."""
         self._policy = Policy()
+        self._policy_epoch = 0
+        """Bumped on every policy change: a reconcile that began under an older policy re-runs."""
         self._known: set[Key] = set()
         self._locks: dict[Key, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -119,6 +121,7 @@ class Runtime:
                 return False
         if policy != self._policy:
             self._policy = policy
+            self._policy_epoch += 1
             log.info('guardrail policy now in force: %s', policy)
             for key in list(self._known):
                 self.scheduler.schedule(key, self.clock())
@@ -140,6 +143,9 @@ class Runtime:
             if body is None:
                 self._forget(key)
                 return None
+            # Known from now on: a policy change during this reconcile reschedules it too.
+            self._known.add(key)
+            epoch = self._policy_epoch
             try:
                 urgent = isinstance(self.reconciler.decision_for(body), Revoke)
             except TenureError:
@@ -169,7 +175,10 @@ class Runtime:
                 done, due = revocation.completed_at, status.expires_at
                 if outcome.decision.reason is RevocationReason.EXPIRED and done and due:
                     self.metrics.revocation_latency.observe(max(0.0, (done - due).total_seconds()))
-            self.scheduler.schedule(key, None if outcome.finished else outcome.next_deadline)
+            deadline = None if outcome.finished else outcome.next_deadline
+            if epoch != self._policy_epoch and not outcome.finished:
+                deadline = self.clock()  # judged under an older policy: look again at once
+            self.scheduler.schedule(key, deadline)
             return outcome
 
     def _record_failure(self, key: Key, failure: ReconcileFailed) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from typing import Any
 
@@ -139,10 +140,13 @@ def test_expiry_revokes_at_the_expiry_instant(operator: OperatorProcess, stack: 
     before = assert_active(stack, ns, 'short')
     in_force = datetime.fromisoformat(before['status']['expiresAt']).timestamp()
     gauge = f'tenure_identity_expiry_timestamp_seconds{{name="short",namespace="{ns}"}}'
-    assert any(
+    deadline = time.monotonic() + 10  # the gauge is set right after the status write
+    while not any(
         line.startswith(gauge) and float(line.split()[-1]) == in_force
         for line in operator.metrics().splitlines()
-    ), 'the expiry in force is exported for alerting'
+    ):
+        assert time.monotonic() < deadline, 'the expiry in force is exported for alerting'
+        time.sleep(0.05)
     obj = stack.wait_phase(ns, 'short', 'Revoked', timeout=30)
     revocation = obj['status']['revocation']
     expires = datetime.fromisoformat(obj['status']['expiresAt'])
