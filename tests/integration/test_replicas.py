@@ -68,7 +68,11 @@ def test_exactly_one_replica_acts_and_the_other_takes_over_without_missing_an_ex
         standby = next(r for r in replicas if r is not leader)
         stack.create(identity('steady', ns))
         stack.wait_phase(ns, 'steady', 'Active')
-        assert metric(leader, 'tenure_reconcile_total') >= 1
+        # The counter moves right after the status write the wait above saw: wait for it too.
+        deadline = time.monotonic() + 10
+        while metric(leader, 'tenure_reconcile_total') < 1:
+            assert time.monotonic() < deadline, 'the leader did not count its reconcile'
+            time.sleep(0.05)
         assert metric(standby, 'tenure_reconcile_total') == 0, 'the standby must not act'
 
         stack.create(identity('handover', ns, ticket='CHG0000077', expires_in=timedelta(seconds=6)))
