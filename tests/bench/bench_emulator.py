@@ -1,6 +1,7 @@
 """Benchmark of the Kubernetes API emulator: does a request cost the same late in a long run?
 
 Run: `python tests/bench/bench_emulator.py` (about a minute on 2 cores; `--help` for sizes).
+`make bench` runs it as part of the suite (tests/bench/run.py, which calls `measure`).
 
 The emulator runs as `python -m tenure_devtools.kubeapi` in its own process (its own core); this
 process loads OBJECTS ConfigMaps spread over namespaces, then issues REQUESTS requests from a few
@@ -116,6 +117,14 @@ class Load:
                 assert event['type'] in ('ADDED', 'MODIFIED'), event
 
 
+@dataclass(frozen=True)
+class Summary:
+    """What the suite keeps of a run."""
+
+    requests_per_second: float
+    late_early_p50_ratio: float
+
+
 async def run(args: argparse.Namespace, url: str) -> list[Sample]:
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -146,6 +155,13 @@ async def run(args: argparse.Namespace, url: str) -> list[Sample]:
         return samples
 
 
+def _late_early_ratio(samples: list[Sample], total: int) -> float:
+    tenth = total // 10
+    early = [s.seconds for s in samples if s.index < tenth]
+    late = [s.seconds for s in samples if s.index >= total - tenth]
+    return statistics.median(late) / statistics.median(early)
+
+
 def report(samples: list[Sample], total: int) -> None:
     tenth = total // 10
     print(f'\n{"tenth":<6} {"req/s":>7} {"p50 ms":>8} {"p99 ms":>8}')
@@ -170,22 +186,38 @@ def report(samples: list[Sample], total: int) -> None:
                 f'{phase:<6} {kind:<6} {len(values):>6} '
                 f'{_percentile(values, 0.5):>8.2f} {_percentile(values, 0.99):>8.2f}'
             )
-    ratio = statistics.median(s.seconds for s in deciles[-1]) / statistics.median(
-        s.seconds for s in deciles[0]
-    )
+    ratio = _late_early_ratio(samples, total)
     print(
         f'\nlate/early p50 ratio: {ratio:.2f} '
         '(about 1 when the cost per request does not grow with history)'
     )
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
     parser.add_argument('--objects', type=int, default=10_000)
     parser.add_argument('--namespaces', type=int, default=100)
     parser.add_argument('--requests', type=int, default=100_000)
     parser.add_argument('--concurrency', type=int, default=8)
-    args = parser.parse_args()
+    return parser
+
+
+def measure(objects: int, requests: int) -> Summary:
+    """Run the benchmark at this size (namespaces: one per 100 objects); print its report."""
+    namespaces = max(1, objects // 100)
+    args = _parser().parse_args(
+        ['--objects', str(objects), '--requests', str(requests), '--namespaces', str(namespaces)]
+    )
+    samples = _samples(args)
+    report(samples, args.requests)
+    elapsed = max(s.finished for s in samples) - min(s.finished - s.seconds for s in samples)
+    return Summary(
+        requests_per_second=len(samples) / elapsed,
+        late_early_p50_ratio=_late_early_ratio(samples, args.requests),
+    )
+
+
+def _samples(args: argparse.Namespace) -> list[Sample]:
     # The emulator gets its own process (and core), as a cluster's apiserver would.
     process = subprocess.Popen(
         [sys.executable, '-m', 'tenure_devtools.kubeapi', '--port', '0'],
@@ -201,7 +233,12 @@ def main() -> None:
         process.wait(timeout=30)
         if process.stdout is not None:
             process.stdout.close()
-    report(samples, args.requests)
+    return samples
+
+
+def main() -> None:
+    args = _parser().parse_args()
+    report(_samples(args), args.requests)
 
 
 if __name__ == '__main__':

@@ -1,0 +1,259 @@
+"""One operator on the benchmark's workload, start to end, and the numbers it produced.
+
+The same steps, in the same order, for Tenure and for the baseline, each on a fresh stack:
+
+1. converge: `active` new identities (expiring in 30 days) created in bulk; the clock runs from
+   the first create to the last `Active` seen by the watch. Requests counted over that span, per
+   identity provisioned.
+2. steady state: `steady` seconds with nothing to do; requests and the operator's CPU time per
+   minute. Then its memory (VmRSS, and the peak VmHWM) holding `active` identities.
+3. resync: the operator restarted with nothing changed; its requests until it falls quiet
+   (no request for QUIET seconds after it has started watching ServiceIdentities). Target: no
+   writes at all.
+4. expiry: `expiring` more identities created in bulk (their convergence timed as in 1, with
+   `active` already in the cluster), whose expiries are spread evenly over `window` seconds
+   starting once they are surely provisioned. Then, per identity, the status the operator wrote:
+   `revocation.requestedAt − expiresAt` (when the operator started revoking) and
+   `revocation.completedAt − expiresAt` (when everything was verified gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from tests.bench import workload
+from tests.bench.harness import Operator, Requests, Stack, cpu_seconds, peak_rss_bytes, rss_bytes
+from tests.bench.workload import Cluster, PhaseWatch, parse_time
+
+QUIET: Final = 5.0
+"""Seconds without a request after which a restarted operator is considered done resyncing."""
+FAR: Final = timedelta(days=30)
+MIB: Final = 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    name: str
+    active: int
+    """Identities converged first, and Active while the others expire."""
+    expiring: int
+    """Identities that expire within `window`."""
+    window: float
+    """Seconds over which their expiries are spread (the expiry rate is the same at any scale)."""
+    steady: float
+    """Seconds of steady state measured (reported per minute). At least the baseline's timer
+    interval (60 s): a shorter window may fall between two rounds of its timers and see none."""
+    emulator_objects: int
+    emulator_requests: int
+
+
+SCALES: Final = {
+    'full': Scale('full', 10_000, 1_000, 60.0, 60.0, 10_000, 100_000),
+    # One fortieth, not the tenth issue #5 planned: at its default rate limits (50 requests/s to
+    # Kubernetes and to Vault) Tenure takes over 7 minutes for 1,000 identities and a restart,
+    # and CI must finish in a few. The emulator alone keeps one tenth.
+    'quick': Scale('quick', 250, 25, 1.5, 60.0, 1_000, 10_000),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Measured:
+    value: float | None
+    n: int
+
+
+Say = Callable[[str], None]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile (fraction in (0, 1]): a value that was actually observed."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(round(fraction * len(ordered), 9)))
+    return ordered[min(len(ordered), rank) - 1]
+
+
+class Run:
+    """The workload against one operator on one stack."""
+
+    def __init__(self, stack: Stack, operator: Operator, scale: Scale, say: Say) -> None:
+        self.stack = stack
+        self.operator = operator
+        self.scale = scale
+        self.say = say
+        self.results: dict[str, Measured] = {}
+
+    def record(self, metric: str, value: float | None, n: int) -> None:
+        self.results[metric] = Measured(value, n)
+
+    @property
+    def pid(self) -> int:
+        pid = self.operator.pid
+        assert pid is not None, 'the operator is not running'
+        return pid
+
+    def requests(self) -> Requests:
+        return self.stack.requests.snapshot()
+
+    async def execute(self) -> dict[str, Measured]:
+        await asyncio.to_thread(self.operator.start)
+        async with (
+            Cluster(self.stack.emulator.url) as cluster,
+            PhaseWatch(cluster, keep_status={'expiring'}) as watch,
+        ):
+            rate = await self.converge(cluster, watch)
+            await self.steady_state()
+            await self.resync(watch)
+            await self.expiry(cluster, watch, rate)
+        return self.results
+
+    async def _wait_quiet(
+        self, started: float, *, limit: float, since: Requests | None = None
+    ) -> tuple[Requests, float]:
+        """Wait until the operator has made no request for QUIET seconds (and, with `since`,
+        has opened a watch since then); returns the counts and the time of its last request."""
+        last, last_change = self.requests(), time.monotonic()
+        while True:
+            # Reading in-process counters, not the API: this loop loads nothing it measures.
+            await asyncio.sleep(0.25)
+            now, current = time.monotonic(), self.requests()
+            if current != last:
+                last, last_change = current, now
+            watching = since is None or current.kube.get('watch', 0) > since.kube.get('watch', 0)
+            if watching and now - last_change >= QUIET:
+                return last, last_change
+            if now - started > limit:
+                raise TimeoutError(
+                    f'the operator did not fall quiet within {limit:.0f}s '
+                    f'({self.operator.label}, pid {self.operator.pid})'
+                )
+
+    async def _converge_batch(
+        self, cluster: Cluster, watch: PhaseWatch, manifests: list[workload.Obj], label: str
+    ) -> float:
+        """Create the batch and wait until all are Active; returns the seconds that took."""
+        count = len(manifests)
+        started = time.monotonic()
+        created = await cluster.create_all(manifests)
+        self.say(f'  created {count} identities in {created:.1f}s; waiting until all are Active')
+        finished = await watch.wait(
+            lambda: watch.count(label, 'Active') + watch.count(label, 'Denied') >= count,
+            within=max(600.0, count * 0.5),
+            what=f'{count} {label} identities Active',
+        )
+        denied = watch.count(label, 'Denied')
+        if denied:
+            raise RuntimeError(f'{denied} of the {label} identities were Denied, not provisioned')
+        return finished - started
+
+    async def converge(self, cluster: Cluster, watch: PhaseWatch) -> float:
+        n = self.scale.active
+        self.say(f'converge: {n} new identities')
+        far = datetime.now(UTC) + FAR
+        manifests = workload.batch('active', n, lambda _: far)
+        before, started = self.requests(), time.monotonic()
+        seconds = await self._converge_batch(cluster, watch, manifests, 'active')
+        # Provisioning goes on a little after the last status write (Events, kopf's own
+        # annotations): its requests are counted until the operator falls quiet.
+        after, _ = await self._wait_quiet(started, limit=seconds + 120)
+        spent = after - before
+        self.say(f'  converged in {seconds:.1f}s ({n / seconds:.0f}/s); {spent.describe()}')
+        self.record('converge_first_seconds', seconds, n)
+        self.record('provision_kube_requests_per_identity', spent.kube_total / n, n)
+        self.record('provision_kube_writes_per_identity', spent.kube_writes / n, n)
+        self.record('provision_vault_requests_per_identity', spent.vault / n, n)
+        self.record('provision_vault_writes_per_identity', spent.vault_writes / n, n)
+        self.record('rss_peak_mib', peak_rss_bytes(self.pid) / MIB, n)
+        return n / seconds
+
+    async def steady_state(self) -> None:
+        n, span = self.scale.active, self.scale.steady
+        self.say(f'steady state: {span:.0f}s with {n} Active identities and nothing to do')
+        before, cpu = self.requests(), cpu_seconds(self.pid)
+        await asyncio.sleep(span)  # the measurement window itself, not a wait for a condition
+        spent, used = self.requests() - before, cpu_seconds(self.pid) - cpu
+        per_minute = 60.0 / span
+        self.say(f'  {spent.describe()}; {used:.2f} CPU seconds')
+        self.record('steady_kube_requests_per_minute', spent.kube_total * per_minute, n)
+        self.record('steady_vault_requests_per_minute', spent.vault * per_minute, n)
+        self.record('steady_cpu_seconds_per_minute', used * per_minute, n)
+        self.record('rss_mib', rss_bytes(self.pid) / MIB, n)
+
+    async def resync(self, watch: PhaseWatch) -> None:
+        n = self.scale.active
+        self.say(f'resync: restart with {n} unchanged identities')
+        await asyncio.to_thread(self.operator.stop)
+        before = self.requests()
+        started = time.monotonic()
+        await asyncio.to_thread(self.operator.start)
+        last, last_change = await self._wait_quiet(started, limit=max(900.0, n * 0.5), since=before)
+        spent = last - before
+        self.say(f'  quiet after {last_change - started:.1f}s; {spent.describe()}')
+        self.record('resync_seconds', last_change - started, n)
+        self.record('resync_kube_requests_per_identity', spent.kube_total / n, n)
+        self.record('resync_vault_requests_per_identity', spent.vault / n, n)
+        self.record('resync_kube_writes', spent.kube_writes, n)
+        self.record('resync_vault_writes', spent.vault_writes, n)
+        self.record('rss_after_restart_mib', rss_bytes(self.pid) / MIB, n)
+        if watch.count('active', 'Active') != n:
+            raise RuntimeError(f'after the restart only {watch.count("active", "Active")} Active')
+
+    async def expiry(self, cluster: Cluster, watch: PhaseWatch, rate: float) -> None:
+        n, span = self.scale.expiring, self.scale.window
+        # The expiries start once the batch is surely Active: twice the time the first batch's
+        # rate predicts, and at least 20 s (an expiry during provisioning measures nothing).
+        lead = max(20.0, 2 * n / rate + 10)
+        start = datetime.now(UTC) + timedelta(seconds=lead)
+        step = span / n
+        self.say(
+            f'expiry: {n} new identities expiring over {span:.0f}s from {lead:.0f}s on, '
+            f'with {self.scale.active} Active'
+        )
+        manifests = workload.batch(
+            'expiring', n, lambda i: start + timedelta(seconds=i * step), first=0
+        )
+        seconds = await self._converge_batch(cluster, watch, manifests, 'expiring')
+        margin = (start - datetime.now(UTC)).total_seconds()
+        self.say(
+            f'  converged in {seconds:.1f}s ({n / seconds:.0f}/s), {margin:.1f}s before the '
+            'first expiry'
+        )
+        if margin <= 0:
+            raise RuntimeError('the expiring batch was still converging when expiries began')
+        self.record('converge_more_seconds', seconds, n)
+        before = self.requests()
+        last_expiry = start + timedelta(seconds=span)
+        await watch.wait(
+            lambda: watch.count('expiring', 'Revoked') >= n,
+            within=(last_expiry - datetime.now(UTC)).total_seconds() + 300 + 2 * n,
+            what=f'{n} identities revoked',
+        )
+        spent = self.requests() - before
+        self.say(f'  all revoked; {spent.describe()} from convergence to the last revocation')
+        requested: list[float] = []
+        completed: list[float] = []
+        for tracked in watch.of_batch('expiring').values():
+            assert tracked.status is not None
+            assert tracked.expires_at is not None
+            revocation = tracked.status['revocation']
+            expires = parse_time(tracked.expires_at)
+            requested.append((parse_time(revocation['requestedAt']) - expires).total_seconds())
+            completed.append((parse_time(revocation['completedAt']) - expires).total_seconds())
+        for name, values in (('requested', requested), ('completed', completed)):
+            for label, fraction in (('p50', 0.5), ('p90', 0.9), ('p99', 0.99), ('max', 1.0)):
+                value = percentile(values, fraction) * 1000
+                self.record(f'revocation_{name}_after_expiry_{label}_ms', value, n)
+        late = sum(1 for value in completed if value > 1.0)
+        self.record('revocations_completed_over_1s_late', late, n)
+        self.record('revocation_kube_requests_per_identity', spent.kube_total / n, n)
+        self.record('revocation_vault_requests_per_identity', spent.vault / n, n)
+        self.say(
+            '  completedAt - expiresAt: '
+            f'p50 {percentile(completed, 0.5) * 1000:.0f} ms, '
+            f'p99 {percentile(completed, 0.99) * 1000:.0f} ms, max {max(completed) * 1000:.0f} ms'
+        )
