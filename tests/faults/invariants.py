@@ -19,6 +19,7 @@ does not go through the fault proxy, so what it sees is the truth, not what the 
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import enum
 import threading
@@ -198,6 +199,20 @@ class World(Stack):
             namespace, name, lambda o: condition(o, type_).get('reason') == reason, timeout
         )
 
+    def managed(self, namespace: str) -> dict[Key, dict[str, str]]:
+        """Every Tenure-labelled object of the namespace, by identity: 'Kind/name' -> uid."""
+        found: dict[Key, dict[str, str]] = {}
+        listed = {
+            'ServiceAccount': self.core.list_namespaced_service_account,
+            'Role': self.rbac.list_namespaced_role,
+            'RoleBinding': self.rbac.list_namespaced_role_binding,
+        }
+        for kind, list_objects in listed.items():
+            for item in list_objects(namespace, label_selector=MANAGED).items:
+                owner = (namespace, (item.metadata.labels or {}).get('tenure.dev/identity', ''))
+                found.setdefault(owner, {})[f'{kind}/{item.metadata.name}'] = item.metadata.uid
+        return found
+
     def uids(self, keys: Iterable[Key]) -> dict[Key, dict[str, str]]:
         """The Kubernetes objects of each identity now, to compare with later (invariant 3)."""
         return {key: self.kubernetes_objects(*key) for key in keys}
@@ -322,6 +337,15 @@ class World(Stack):
             if not self.vault_denied(vault_token):
                 problems.append(f'{where}: a Vault token issued earlier still works')
         return problems
+
+
+@contextlib.contextmanager
+def scenario(description: str) -> Iterator[None]:
+    """Prefix any assertion failure with the scenario (a seed, a kill point) to replay it."""
+    try:
+        yield
+    except AssertionError as e:
+        raise AssertionError(f'[{description}] {e}') from e
 
 
 def _brief(obj: Obj | None) -> str:
