@@ -319,6 +319,29 @@ def build_registry(runtime: Runtime, *, admission: bool = False) -> kopf.Operato
         if name == DEFAULT_POLICY_NAME:
             runtime.set_policy(None if type == 'DELETED' else body)
 
+    behind: dict[Key, int] = {}
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    def generation_not_observed(
+        *, namespace: str | None, name: str, type: str | None, body: kopf.Body, **_: Any
+    ) -> None:
+        # kopf runs a handler only when the spec differs from the one it recorded as handled,
+        # taken from the body its handler was given, while a reconcile re-reads and may apply a
+        # newer spec: A -> B -> A during one reconcile leaves B applied and A recorded, and the
+        # final A looks unchanged to kopf. So a generation the status has not observed yet is
+        # reconciled now, once per generation (level-triggered, whatever kopf recorded).
+        key = (namespace or '', name)
+        if type == 'DELETED':
+            behind.pop(key, None)
+            return
+        generation = body.get('metadata', {}).get('generation')
+        observed = (body.get('status') or {}).get('observedGeneration')
+        if observed is None or generation is None or observed >= generation:
+            return
+        if behind.get(key) != generation:
+            behind[key] = generation
+            runtime.scheduler.schedule(key, runtime.clock())
+
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
     def resumed(*, namespace: str | None, name: str, retry: int, **_: Any) -> None:
         runtime.handle(namespace or '', name, retry)

@@ -21,6 +21,7 @@ from tenure_devtools.kubeapi.faults import (
     Conflict,
     Disconnect,
     FaultRule,
+    Latency,
     PassThrough,
     RequestMatch,
     ServerError,
@@ -349,3 +350,41 @@ def test_a_delete_whose_answer_was_lost_still_ends_in_a_verified_revocation(
         emu.faults.wait_fired(rule, 2)
         world.check({key: Expect.GONE})
     watch.assert_clean()
+
+
+# ---- slow answers ----------------------------------------------------------------------------
+
+
+def test_a_change_undone_while_a_slow_reconcile_applies_it_is_not_lost(
+    operator: OperatorProcess, emu: KubeApiEmulator, world: World, ns: str
+) -> None:
+    """A slow API server: the owner changes A -> B -> A while one reconcile is in flight. The
+    reconcile reads B (the operator always re-reads) and applies it; the spec is back at A by the
+    time kopf records what it handled. A must win in the end (the status says B otherwise:
+    the wrong owner, forever)."""
+    key = (ns, 'aba')
+    slow_read = emu.faults.add(
+        FaultRule(
+            effect=Latency(seconds=1.0),
+            verbs={'get'},
+            resources={'serviceidentities'},
+            name='aba',
+            times=1,
+        )
+    )
+    slow_write = emu.faults.add(
+        FaultRule(
+            effect=Latency(seconds=1.0),
+            verbs={'patch'},
+            resources={'serviceidentities/status'},
+            name='aba',
+            times=1,
+        )
+    )
+    world.create(identity('aba', ns))  # owner team: payments
+    emu.faults.wait_fired(slow_read)
+    world.patch(ns, 'aba', {'spec': {'owner': {'team': 'ledger'}}})
+    emu.faults.wait_fired(slow_write)
+    world.patch(ns, 'aba', {'spec': {'owner': {'team': 'payments'}}})
+    objs = world.check({key: Expect.ACTIVE}, timeout=15)
+    assert objs[key]['status']['owner']['team'] == 'payments'  # type: ignore[index]
