@@ -1,9 +1,9 @@
 """What must hold after any fault, crash or storm of changes (issue #5, "Faults"):
 
 1. No access exists for an identity that is not Active: a Pending, Denied, Revoked or deleted
-   identity has no ServiceAccount, Role or RoleBinding (by label or by name), no Vault role,
-   policy or secret, no live Vault token issued through its role, and every token the test got
-   while it was Active is refused.
+   identity has no ServiceAccount, Role, RoleBinding (by label or by name) or token Secret of
+   its ServiceAccount, no Vault role, policy or secret, no live Vault token issued through its
+   role, and every token the test got while it was Active is refused.
 2. Every identity that should be Active converges within a bound: phase Active, Ready=True, the
    generation observed, its Kubernetes objects and its Vault material present.
 3. No object is created twice: the uids of managed objects are those seen earlier when nothing
@@ -63,6 +63,8 @@ class Access:
     vault_policy: bool
     secret_version: int | None
     """The KV v2 secret's current version, None when the secret does not exist."""
+    token_secrets: tuple[str, ...]
+    """Legacy token Secrets of its ServiceAccount (type kubernetes.io/service-account-token)."""
     tokens: int
     """Live Vault tokens issued through its role to its ServiceAccount (root accessor scan)."""
 
@@ -73,6 +75,7 @@ class Access:
             or self.vault_role
             or self.vault_policy
             or self.secret_version is not None
+            or self.token_secrets
             or self.tokens
         )
 
@@ -84,6 +87,7 @@ class Access:
             parts.append('Vault policy')
         if self.secret_version is not None:
             parts.append(f'Vault secret v{self.secret_version}')
+        parts += [f'token Secret/{name}' for name in self.token_secrets]
         if self.tokens:
             parts.append(f'{self.tokens} live Vault token(s)')
         return ', '.join(parts) or 'nothing'
@@ -160,6 +164,20 @@ class World(Stack):
                     raise
         return found
 
+    def token_secrets(self, namespace: str, name: str) -> tuple[str, ...]:
+        """Names of the legacy token Secrets of the ServiceAccount `name`."""
+        listed = self.core.list_namespaced_secret(
+            namespace, field_selector='type=kubernetes.io/service-account-token'
+        )
+        return tuple(
+            sorted(
+                item.metadata.name
+                for item in listed.items
+                if (item.metadata.annotations or {}).get('kubernetes.io/service-account.name')
+                == name
+            )
+        )
+
     def live_tokens(self) -> collections.Counter[Key]:
         """Live tokens issued by a Kubernetes-auth login, per (namespace, ServiceAccount)."""
         root = self.bao.client()
@@ -188,6 +206,7 @@ class World(Stack):
             vault_role=root.read(f'auth/kubernetes/role/{vault_name}') is not None,
             vault_policy=root.read(f'sys/policies/acl/{vault_name}') is not None,
             secret_version=None if secret is None else int(secret['data']['current_version']),
+            token_secrets=self.token_secrets(namespace, name),
             tokens=tokens[(namespace, name)],
         )
 

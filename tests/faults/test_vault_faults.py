@@ -119,11 +119,10 @@ def test_a_permission_problem_is_reported_without_a_retry_storm(
     assert 'HTTP 403' in message
     assert 'operator_policy' in message, 'the message says where the needed permissions are'
     refused = proxy.counts.failed
-    window = 3.0
-    deadline = time.monotonic() + window
+    # A retry storm would be dozens of refusals in a few seconds; backoff or waiting for a
+    # change allows at most one more.
     with pytest.raises(TimeoutError):
-        proxy.wait_until(lambda c: c.failed > refused + 1, timeout=window)
-    assert time.monotonic() >= deadline - 0.1
+        proxy.wait_until(lambda c: c.failed > refused + 1, timeout=3.0)
     proxy.mode(ProxyMode.pass_through())
     # Whatever touches the identity next (an edit, a resync, a restart) finds Vault fixed.
     world.patch(ns, 'forbidden', {'metadata': {'annotations': {'example.com/nudge': '1'}}})
@@ -151,10 +150,10 @@ def test_a_permission_problem_while_revoking_does_not_stop_the_revocation(
             world.patch(ns, 'stuck', {'spec': {'ticket': {'state': 'Cancelled'}}})
         failing = world.wait_condition(ns, 'stuck', 'Ready', 'RevocationFailed')
         assert 'HTTP 403' in condition(failing, 'Ready')['message']
+        # It keeps trying (with backoff), and a deleted identity stays held by its finalizer:
+        # kopf must not give up on it and release it with its access in place.
         refused = proxy.counts.failed
-        # Held: the finalizer stays while the role cannot be deleted (kopf must not give up).
-        with pytest.raises(TimeoutError):
-            proxy.wait_until(lambda c: c.failed > refused + 1, timeout=1.5)
+        proxy.wait_until(lambda c: c.failed >= refused + 2, timeout=15)
         assert world.get(ns, 'stuck') is not None
         proxy.mode(ProxyMode.pass_through())
         world.check({key: Expect.GONE if end == 'delete' else Expect.REVOKED})
