@@ -763,7 +763,7 @@ class VaultMaterial:
     def _list(self, path: str, what: str) -> list[str]:
         """The keys of a LIST; empty when there are none (Vault answers 404 then)."""
         with translated(f'list {what}'):
-            answer = self._request('LIST', path, accept=(404,))
+            answer = self._request('GET', path, params={'list': 'true'}, accept=(404,))
         return [str(key) for key in answer.data.get('keys') or []]
 
     def list_auth_roles(self) -> list[VaultRoleRecord]:
