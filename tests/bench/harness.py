@@ -180,7 +180,8 @@ class Operator(Protocol):
 
 
 class TenureOperator(OperatorProcess):
-    """The real `tenure run`, pointed at the counting proxy."""
+    """The real `tenure run`, pointed at the counting proxy, with its default settings (logging
+    at INFO, as the baseline's kopf does)."""
 
     label = 'tenure'
 
@@ -291,7 +292,7 @@ def tenure_operator(stack: Stack, args: Sequence[str] = ()) -> TenureOperator:
         kubeconfig=stack.kubeconfig,
         vault_addr=stack.proxy.url,
         vault_token=stack.bao.root_token,
-        args=['--log-level', 'WARNING', *args],
+        args=list(args),
         log_dir=stack.workdir,
     )
 

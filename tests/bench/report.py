@@ -252,6 +252,9 @@ def machine() -> dict[str, str]:
         'Python': f'{platform.python_implementation()} {sys.version.split()[0]}',
         'OpenBao': bao,
         'Commit': commit,
+        # Other work on the machine skews every number: the load says whether there was any.
+        'Load average at the end': ' / '.join(f'{x:.2f}' for x in os.getloadavg())
+        + ' (1, 5, 15 min)',
         'Date': datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC'),
     }
 

@@ -29,8 +29,10 @@ if str(REPO) not in sys.path:
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import signal  # noqa: E402
 import time  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
+from types import FrameType  # noqa: E402
 from typing import Final  # noqa: E402
 
 from tests.bench import bench_emulator, report  # noqa: E402
@@ -86,6 +88,17 @@ def run_emulator(scale: Scale, clock: Clock) -> Numbers:
     }
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f'signal {signum}')
+
+
+def stop_on_signals() -> None:
+    """SIGTERM ends a run as Ctrl-C does, through every `finally` that stops what was started;
+    so does SIGINT, which a non-interactive shell leaves ignored for a job it starts with `&`."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
     parser.add_argument('--scale', choices=sorted(SCALES), default='full')
@@ -104,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         help='pass ARG to `tenure run` (repeatable), e.g. --tenure-arg=--vault-qps=200',
     )
     args = parser.parse_args(argv)
+    stop_on_signals()
     scale = SCALES[args.scale]
     chosen = args.only or list(BENCHMARKS)
     clock = Clock()
@@ -149,4 +163,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print('interrupted: everything the run started has been stopped', file=sys.stderr)
+        sys.exit(130)
