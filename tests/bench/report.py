@@ -281,6 +281,10 @@ def _ratio(value: float | None, base: float | None) -> str:
     return f'{ratio:.2g}×' if ratio < 10 else f'{ratio:,.0f}×'
 
 
+def _duration(seconds: float) -> str:
+    return f'{seconds / 60:.0f} minutes' if seconds >= 90 else f'{seconds:.0f} seconds'
+
+
 def markdown(
     rows: Sequence[Result],
     *,
@@ -303,7 +307,7 @@ def markdown(
         "emulator's per-verb counters, a pass-through proxy in front of OpenBao), memory and "
         "CPU read from /proc for the operator's process.",
         '',
-        f'Scale: {scale}. {settings} The whole run took {elapsed / 60:.0f} minutes.',
+        f'Scale: {scale}. {settings} The whole run took {_duration(elapsed)}.',
         '',
         '| machine | |',
         '|---|---|',
