@@ -178,12 +178,23 @@ class Operator(Protocol):
 
     def close(self) -> None: ...
 
+    def reconciles(self) -> int | None:
+        """Reconciles done so far, if the operator says (None: it has no such metric)."""
+
 
 class TenureOperator(OperatorProcess):
     """The real `tenure run`, pointed at the counting proxy, with its default settings (logging
     at INFO, as the baseline's kopf does)."""
 
     label = 'tenure'
+
+    def reconciles(self) -> int | None:
+        """`tenure_reconcile_total`, all results together, from the metrics endpoint."""
+        total = 0.0
+        for line in self.metrics().splitlines():
+            if line.startswith('tenure_reconcile_total{'):
+                total += float(line.rsplit(' ', 1)[1])
+        return int(total)
 
 
 class BaselineOperator:
@@ -274,6 +285,9 @@ class BaselineOperator:
 
     def close(self) -> None:
         self.stop()
+
+    def reconciles(self) -> int | None:
+        return None  # the baseline exports no metrics
 
     def __enter__(self) -> Self:
         return self

@@ -45,6 +45,18 @@ METRICS: Final[Mapping[str, Definition]] = {
         's',
         'The same for a second, smaller burst, while the first batch stays Active.',
     ),
+    'converge_busy_after_seconds': Definition(
+        'Busy after the last identity was Active',
+        's',
+        'How long the operator kept making requests once all the first batch was Active: the '
+        "tail of provisioning (Events, kopf's annotations, handlers still queued).",
+    ),
+    'provision_reconciles_per_identity': Definition(
+        'Reconciles per identity provisioned',
+        'reconciles',
+        "From Tenure's `tenure_reconcile_total`, over the same span: 1 when each new identity "
+        'is reconciled once. The baseline has no such metric.',
+    ),
     'provision_kube_requests_per_identity': Definition(
         'Kubernetes requests per identity provisioned',
         'requests',
@@ -267,7 +279,7 @@ def number(value: float | None, unit: str) -> str:
         return '—'
     if value == 0:
         return '0'
-    if unit in ('requests', 'ratio', 'CPU s/min') and abs(value) < 100:
+    if unit in ('requests', 'reconciles', 'ratio', 'CPU s/min') and abs(value) < 100:
         return f'{value:.2f}'.rstrip('0').rstrip('.') if value else '0'
     return f'{value:,.0f}' if abs(value) >= 10 else f'{value:.1f}'
 

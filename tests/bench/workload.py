@@ -180,6 +180,7 @@ class PhaseWatch:
         self.identities: dict[Key, Tracked] = {}
         self.counts: Counter[tuple[str, str]] = Counter()
         self.events = 0
+        self.failure: BaseException | None = None
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
 
@@ -212,13 +213,17 @@ class PhaseWatch:
         """
         async with self._changed:
             try:
-                await asyncio.wait_for(self._changed.wait_for(predicate), within)
+                await asyncio.wait_for(
+                    self._changed.wait_for(lambda: self.failure is not None or predicate()),
+                    within,
+                )
             except TimeoutError:
                 raise TimeoutError(
                     f'{what}: not reached within {within:.0f}s; counts {dict(self.counts)}'
                 ) from None
-        if self._task is not None and self._task.done():
-            self._task.result()  # a failed watch is a failed benchmark, not a silent stall
+        if self.failure is not None:
+            # A broken watch is a failed benchmark, not a wait until the timeout.
+            raise RuntimeError(f'the phase watch failed: {self.failure!r}') from self.failure
         return time.monotonic()
 
     def _see(self, obj: Obj, now: float) -> None:
@@ -254,6 +259,15 @@ class PhaseWatch:
         return version
 
     async def _run(self, resource_version: str) -> None:
+        try:
+            await self._follow(resource_version)
+        except Exception as exc:
+            # Reported by wait(), to the step that needs the watch.
+            self.failure = exc
+            async with self._changed:
+                self._changed.notify_all()
+
+    async def _follow(self, resource_version: str) -> None:
         while True:
             params = {
                 'watch': 'true',
