@@ -6,6 +6,7 @@ Each method is idempotent: the reconcile may run again at any point after a cras
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from tenure.api.v1alpha1 import ProofCheck
@@ -14,10 +15,17 @@ from tenure.domain.names import IdentityNames
 
 
 class KubernetesPort(Protocol):
-    def apply(self, names: IdentityNames, desired: Sequence[Manifest]) -> list[str]:
+    def apply(
+        self,
+        names: IdentityNames,
+        desired: Sequence[Manifest],
+        *,
+        changes: dict[str, str] | None = None,
+    ) -> list[str]:
         """Create or update `desired`; delete this identity's managed Roles and RoleBindings that
-        are not in it. Return 'Kind/name' of what changed. Raise NameConflict for an object of
-        that name not managed by this identity (it is never adopted or overwritten)."""
+        are not in it. Return 'Kind/name' of what changed (and, into `changes`, what differed in
+        each, e.g. 'labels, annotations'). Raise NameConflict for an object of that name not
+        managed by this identity (it is never adopted or overwritten)."""
 
     def namespace_labels(self, namespace: str) -> dict[str, str] | None:
         """The namespace's labels, None when it does not exist."""
@@ -41,6 +49,10 @@ class KubernetesPort(Protocol):
 
 
 class VaultPort(Protocol):
+    def memoised_reads(self) -> AbstractContextManager[None]:
+        """Within the block (one reconcile), a repeated read with no write in between may be
+        answered without asking Vault again."""
+
     def policy_text(self, name: str) -> str | None: ...
 
     def role_subject(self, role: str) -> tuple[tuple[str, ...], tuple[str, ...]] | None: ...

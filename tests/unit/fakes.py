@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -29,7 +30,13 @@ class FakeKube:
         self.uids = itertools.count(1)
         self.namespaces: dict[str, dict[str, str]] = {}
 
-    def apply(self, names: IdentityNames, desired: Sequence[Manifest]) -> list[str]:
+    def apply(
+        self,
+        names: IdentityNames,
+        desired: Sequence[Manifest],
+        *,
+        changes: dict[str, str] | None = None,
+    ) -> list[str]:
         for obj in desired:
             key = (obj['kind'], obj['metadata']['name'])
             if key in self.foreign:
@@ -43,6 +50,10 @@ class FakeKube:
             key = (obj['kind'], obj['metadata']['name'])
             stored = dict(obj, uid=self.objects.get(key, {}).get('uid') or f'uid-{next(self.uids)}')
             if self.objects.get(key) != stored:
+                if changes is not None:
+                    changes['/'.join(key)] = (
+                        'missing; created' if key not in self.objects else 'changed'
+                    )
                 self.objects[key] = stored
                 changed.append('/'.join(key))
         if changed:
@@ -90,6 +101,9 @@ class FakeVault:
     def _io(self, call: str) -> None:
         if self.down:
             raise TransientError(f'could not {call}: Vault is sealed')
+
+    def memoised_reads(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
 
     def policy_text(self, name: str) -> str | None:
         self._io('read policy')

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from tenure.limits import PriorityGate, TokenBucket
+from tenure.limits import PriorityGate, TokenBucket, is_urgent, urgent
 
 
 class FakeTime:
@@ -75,3 +75,28 @@ def test_a_waiting_revocation_goes_before_waiting_provisioning() -> None:
     provision.join(5)
     revoke.join(5)
     assert order == ['revoke', 'provision']
+
+
+def test_a_revocation_takes_its_tokens_at_once_and_provisioning_pays_for_them() -> None:
+    time = FakeTime()
+    bucket = TokenBucket(10, 2, clock=time.clock, sleep=time.sleep)
+    bucket.acquire()
+    bucket.acquire()  # the burst is spent
+    with urgent():
+        for _ in range(3):
+            bucket.acquire()
+    assert time.slept == []  # urgent requests never wait...
+    bucket.acquire()
+    # ...but they were counted: the next normal request waits for 3 + 1 tokens at 10/s.
+    assert time.slept == [0.4]
+
+
+def test_urgency_ends_with_its_block_and_does_not_leak_to_other_threads() -> None:
+    seen: list[bool] = []
+    with urgent():
+        other = threading.Thread(target=lambda: seen.append(is_urgent()))
+        other.start()
+        other.join(5)
+        seen.append(is_urgent())
+    seen.append(is_urgent())
+    assert seen == [False, True, False]

@@ -65,6 +65,7 @@ import email.utils
 import logging
 import re
 import secrets
+import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -252,6 +253,7 @@ def translated(action: str, *, carries_secrets: bool = False) -> Iterator[None]:
 class _Answer:
     status: int
     body: Mapping[str, Any]
+    retry_after: float | None = None
 
     @property
     def data(self) -> Mapping[str, Any]:
@@ -267,6 +269,12 @@ class _Answer:
     def warnings(self) -> list[str]:
         warnings = self.body.get('warnings')
         return [str(w) for w in warnings] if isinstance(warnings, list) else []
+
+
+def _role_matches(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    return all(
+        _normalised(current.get(key)) == _normalised(value) for key, value in desired.items()
+    )
 
 
 def _normalised(value: Any) -> Any:
@@ -306,6 +314,8 @@ class VaultMaterial:
         """Called before every request (a rate limit, see tenure.limits)."""
         self._observe = observe
         """Called after every request with (operation, result), for metrics."""
+        self._memo = threading.local()
+        """Per thread: the answers to reads inside `memoised_reads` (None outside one)."""
 
     def __repr__(self) -> str:
         # Spelled out so that the client (and its token) never reaches a repr.
@@ -320,6 +330,18 @@ class VaultMaterial:
     def _address(self) -> str:
         return str(self._client.adapter.base_uri)
 
+    @contextlib.contextmanager
+    def memoised_reads(self) -> Iterator[None]:
+        """Inside this block (one reconcile), a read repeated with no write in between is
+        answered from memory: a reconcile looks at the same role, policy and secret metadata
+        from several angles, and each look would otherwise be a request. Any write forgets
+        everything read, so a read after a write (the proof after a revocation) goes to Vault."""
+        self._memo.answers = {}
+        try:
+            yield
+        finally:
+            self._memo.answers = None
+
     def _request(
         self,
         method: str,
@@ -330,6 +352,30 @@ class VaultMaterial:
         accept: Collection[int] = (),
     ) -> _Answer:
         """Send one request; a status that is neither 2xx nor in `accept` raises VaultHttpError."""
+        answers: dict[tuple[str, tuple[tuple[str, str], ...]], _Answer] | None = getattr(
+            self._memo, 'answers', None
+        )
+        if answers is not None:
+            if method != 'GET':
+                answers.clear()
+            else:
+                key = (path, tuple(sorted((params or {}).items())))
+                if key not in answers:
+                    answers[key] = self._send(method, path, json=json, params=params, accept=accept)
+                return self._accepted(answers[key], accept)
+        return self._accepted(
+            self._send(method, path, json=json, params=params, accept=accept), accept
+        )
+
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None,
+        accept: Collection[int],
+    ) -> _Answer:
         if self._limiter is not None:
             self._limiter()
         adapter = hvac.adapters.RawAdapter.from_adapter(self._client.adapter)
@@ -356,14 +402,17 @@ class VaultMaterial:
                 body = response.json()
             except ValueError:
                 body = {}
-        answer = _Answer(response.status_code, body if isinstance(body, dict) else {})
-        if response.ok or response.status_code in accept:
-            return answer
-        raise VaultHttpError(
-            answer.status,
-            answer.detail,
-            retry_after=self._retry_after(response.headers.get('Retry-After')),
+        return _Answer(
+            response.status_code,
+            body if isinstance(body, dict) else {},
+            self._retry_after(response.headers.get('Retry-After')),
         )
+
+    @staticmethod
+    def _accepted(answer: _Answer, accept: Collection[int]) -> _Answer:
+        if 200 <= answer.status < 300 or answer.status in accept:
+            return answer
+        raise VaultHttpError(answer.status, answer.detail, retry_after=answer.retry_after)
 
     def _retry_after(self, header: str | None) -> float | None:
         """Retry-After as seconds (RFC 9110: delay-seconds or an HTTP-date)."""
@@ -523,9 +572,7 @@ class VaultMaterial:
         """Write the Kubernetes-auth role unless every field it sets already matches."""
         desired = {**_ROLE_PINNED, **role.config()}
         current = self._read_role(role.name)
-        if current is not None and all(
-            _normalised(current.get(key)) == _normalised(value) for key, value in desired.items()
-        ):
+        if current is not None and _role_matches(current, desired):
             log.debug('Vault role %s is up to date', role.name)
             return False
         with translated(f'write Vault role {role.name!r} on auth mount {self.auth_mount}/'):
@@ -539,6 +586,12 @@ class VaultMaterial:
             role.ttl_seconds,
         )
         return True
+
+    def role_matches(self, role: VaultRole) -> bool:
+        """Whether the role exists with every field Tenure sets as in `role` (one read, no
+        write: the periodic drift check)."""
+        current = self._read_role(role.name)
+        return current is not None and _role_matches(current, {**_ROLE_PINNED, **role.config()})
 
     def delete_role(self, role: str) -> None:
         with translated(f'delete Vault role {role!r} on auth mount {self.auth_mount}/'):
