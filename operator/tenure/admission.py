@@ -40,18 +40,14 @@ a ServiceIdentity holds no secret values to begin with).
 from __future__ import annotations
 
 import dataclasses
-import logging
 import re
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-import aiohttp.web
-import kopf
 from pydantic import ValidationError
 
-from tenure.api.v1alpha1 import ServiceIdentity, ServiceIdentityStatus
-from tenure.config import WebhookConfig
+from tenure.api.v1alpha1 import GROUP, PLURAL, ServiceIdentity, ServiceIdentityStatus
 from tenure.domain.guardrails import (
     Mode,
     Policy,
@@ -65,11 +61,7 @@ from tenure.domain.lifecycle import Converge, Hold, Observed, Revoke, Wait, deci
 from tenure.errors import TenureError
 from tenure.manifests import Loc, format_loc, parse_loc, validation_problems
 
-log = logging.getLogger(__name__)
-
-WEBHOOK_ID: Final = 'validate-serviceidentities'
-"""The kopf handler id, and so the URL path kopf routes to it."""
-WEBHOOK_PATH: Final = f'/{WEBHOOK_ID}'
+WEBHOOK_PATH: Final = '/validate-serviceidentities'
 """Where the ValidatingWebhookConfiguration must point (clientConfig.service.path)."""
 OPERATIONS: Final = ('CREATE', 'UPDATE')
 REVIEW_VERSIONS: Final = ('admission.k8s.io/v1', 'admission.k8s.io/v1beta1')
@@ -322,8 +314,8 @@ def _short(value: Any) -> str:
 def request_problem(review_body: Any) -> str | None:
     """Why this is not an AdmissionReview request Tenure can answer, or None.
 
-    The API server never sends these; a hand-made or truncated request gets a clear HTTP 400
-    instead of an exception deep in the framework.
+    The API server never sends these; a hand-made or truncated request, or a webhook configuration
+    that sends another resource here, gets a clear HTTP 400 instead of an answer about nothing.
     """
     if not isinstance(review_body, Mapping):
         return 'the body must be a JSON object: an admission.k8s.io/v1 AdmissionReview'
@@ -343,6 +335,11 @@ def request_problem(review_body: Any) -> str | None:
         isinstance(resource.get(key), str) for key in ('group', 'version', 'resource')
     ):
         return 'request.resource must name group, version and resource'
+    if (resource['group'], resource['resource']) != (GROUP, PLURAL):
+        return (
+            f'Tenure reviews {PLURAL}.{GROUP}, not {_short(resource["resource"])} '
+            f'of group {_short(resource["group"])}'
+        )
     operation = request.get('operation')
     if operation not in KNOWN_OPERATIONS:
         allowed = ', '.join(KNOWN_OPERATIONS)
@@ -359,79 +356,3 @@ def request_problem(review_body: Any) -> str | None:
         if not isinstance(request.get(key), Mapping):
             return f'request.{key} must be the object of a {operation} (a JSON object)'
     return None
-
-
-# -- serving -------------------------------------------------------------------------------
-
-
-class AdmissionServer(kopf.WebhookServer):
-    """kopf's webhook server, refusing what kopf would answer wrongly or with a traceback.
-
-    kopf routes `POST /<handler id>`; a request to any other path would run no handler and come back
-    allowed. A misconfigured webhook path must fail closed (404), and a malformed review must get a
-    400 that says what is wrong.
-    """
-
-    async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
-        async def checked(
-            request: Any,
-            *,
-            webhook: str | None = None,
-            headers: kopf.Headers | None = None,
-            sslpeer: kopf.SSLPeer | None = None,
-        ) -> Any:
-            if webhook != WEBHOOK_ID:
-                raise aiohttp.web.HTTPNotFound(
-                    text=f'no webhook at /{webhook or ""}; Tenure serves {WEBHOOK_PATH}\n'
-                )
-            problem = request_problem(request)
-            if problem is not None:
-                raise aiohttp.web.HTTPBadRequest(text=f'{problem}\n')
-            return await fn(request, webhook=webhook, headers=headers, sslpeer=sslpeer)
-
-        async for client_config in super().__call__(checked):
-            yield client_config
-
-
-class AdmissionLogFilter(logging.Filter):
-    """kopf logs a refused review as an ERROR ("failed permanently") and every answer at INFO.
-
-    A refusal is the webhook doing its job on someone's manifest, not an operator fault to alert
-    on: it is logged at INFO, naming the object. Admitted reviews go to DEBUG.
-    """
-
-    REFUSED: Final = f"Webhook '{WEBHOOK_ID}' failed permanently: "
-    ADMITTED: Final = f"Webhook '{WEBHOOK_ID}' succeeded."
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if message.startswith(self.REFUSED):
-            ref = getattr(record, 'k8s_ref', None) or {}
-            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
-            record.msg = 'admission refused for %s/%s: %s'
-            record.args = (ref.get('namespace'), ref.get('name'), message[len(self.REFUSED) :])
-        elif message == self.ADMITTED:
-            record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
-            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
-        return True
-
-
-def webhook_server(config: WebhookConfig) -> AdmissionServer:
-    """The listener for `tenure run --webhook-port`: TLS from files, or plain HTTP if insecure.
-
-    On all interfaces: the API server calls the pod's address. kopf re-reads the certificate and
-    key when they change (cert-manager renews them in the mounted Secret). The
-    ValidatingWebhookConfiguration is not managed here (settings.admission.managed stays None):
-    it is deployed with the manifests.
-    """
-    scheme = 'http' if config.insecure else 'https'
-    kopf_objects = logging.getLogger('kopf.objects')
-    if not any(isinstance(f, AdmissionLogFilter) for f in kopf_objects.filters):
-        kopf_objects.addFilter(AdmissionLogFilter())
-    log.info('admission webhook at %s://*:%d%s', scheme, config.port, WEBHOOK_PATH)
-    return AdmissionServer(
-        port=config.port,
-        insecure=config.insecure,
-        certfile=config.cert_file,
-        pkeyfile=config.key_file,
-    )

@@ -16,7 +16,6 @@ import kopf
 from prometheus_client import start_http_server
 
 from tenure.adapters.kubernetes import KubeObjects
-from tenure.admission import webhook_server
 from tenure.api.v1alpha1 import DEFAULT_POLICY_NAME
 from tenure.config import OperatorConfig
 from tenure.errors import PermanentError, TenureError
@@ -25,6 +24,8 @@ from tenure.leader import LeaderElector
 from tenure.metrics import Metrics
 from tenure.reconcile import Reconciler, Settings
 from tenure.runtime import Runtime, build_registry, operator_settings, utc_now
+from tenure.ticketing import WEBHOOK_PREFIX, TicketPoller, webhook_route
+from tenure.webhook import AdmissionWebhook, PolicyFollower
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,14 @@ def build_runtime(config: OperatorConfig) -> Runtime:
         metrics=metrics,
     )
     reconciler.policy = runtime.policy
+    tickets = TicketPoller(
+        kube, schedule=lambda key: runtime.scheduler.schedule(key, utc_now()), clock=utc_now
+    )
+    runtime.tickets = tickets
+    reconciler.ticket_sources = tickets.source_view
+    # Known before the first reconcile, so no identity is judged on its manifest alone first.
+    for source in kube.list_ticket_sources():
+        tickets.set_source(source['metadata']['name'], source)
     # Read before the first reconcile, so no identity is judged against the defaults first.
     if not runtime.set_policy(kube.read_policy(DEFAULT_POLICY_NAME)):
         raise PermanentError(f'the IdentityPolicy {DEFAULT_POLICY_NAME!r} does not validate')
@@ -107,12 +116,9 @@ async def serve(
                 loop.call_soon_threadsafe(stop.set)
 
         threading.Thread(target=bridge, name='stop-bridge', daemon=True).start()
-    settings = operator_settings(config.max_workers)
-    if config.webhook is not None:
-        settings.admission.server = webhook_server(config.webhook)
     await kopf.operator(
-        registry=build_registry(runtime, admission=config.webhook is not None),
-        settings=settings,
+        registry=build_registry(runtime),
+        settings=operator_settings(config.max_workers),
         clusterwide=not config.namespaces,
         namespaces=list(config.namespaces),
         standalone=True,
@@ -141,7 +147,37 @@ def run(config: OperatorConfig, err: TextIO = sys.stderr) -> int:
     except TenureError as e:
         err.write(f'tenure: cannot start: {e}\n')
         return 1
+    # Served from here on by every replica, leader or standby: probes, metrics and the admission
+    # webhook (a standby is Ready and answers reviews; only the leader acts, issue #8).
     health = Health()
+    if runtime.tickets is not None:
+        health.route_post(WEBHOOK_PREFIX, webhook_route(runtime.tickets, health.leading.is_set))
+    webhook: AdmissionWebhook | None = None
+    if config.webhook is not None:
+        kube = runtime.kube
+        assert isinstance(kube, KubeObjects)
+        webhook = AdmissionWebhook(
+            config.webhook,
+            policy=PolicyFollower(kube.read_policy),
+            namespace_labels=kube.namespace_labels,
+            kv_mount=config.kv_mount,
+            clock=utc_now,
+        )
+        try:
+            webhook.start()
+        except TenureError as e:
+            err.write(f'tenure: cannot start: {e}\n')
+            return 1
+        health.require(webhook.ready)
+    try:
+        return _run(runtime, config, health, err)
+    finally:
+        if webhook is not None:
+            webhook.close()
+
+
+def _run(runtime: Runtime, config: OperatorConfig, health: Health, err: TextIO) -> int:
+    """Wait for the Lease (with --leader-election), then act until stopped."""
     if config.health_port:
         health.serve(config.health_port)
     if config.metrics_port:
@@ -178,6 +214,7 @@ def run(config: OperatorConfig, err: TextIO = sys.stderr) -> int:
             target=elector.hold, args=(renewing, on_lost), name='lease', daemon=True
         ).start()
     runtime.metrics.leader.set(1)
+    health.leading.set()
     scope = ', '.join(config.namespaces) if config.namespaces else 'all namespaces'
     log.info('Tenure operator starting: watching %s, Vault at %s', scope, config.vault.addr)
     try:
@@ -185,10 +222,11 @@ def run(config: OperatorConfig, err: TextIO = sys.stderr) -> int:
     except TenureError as e:
         log.warning('catch-up could not list identities: %s', e)
     try:
-        asyncio.run(serve(runtime, config, stop_flag=stop, ready_flag=health.ready))
+        asyncio.run(serve(runtime, config, stop_flag=stop))
     finally:
         renewing.set()
         runtime.metrics.leader.set(0)
+        health.leading.clear()
         if elector is not None and not lost.is_set():
             elector.release()
         health.close()

@@ -8,6 +8,7 @@ the status the scheduler just wrote, and a stale "Active" must never re-provisio
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import threading
@@ -19,12 +20,12 @@ from typing import Any, Protocol
 import kopf
 from pydantic import ValidationError
 
-from tenure.admission import OPERATIONS, WEBHOOK_ID, AdmissionRequest, review
 from tenure.api.v1alpha1 import (
     DEFAULT_POLICY_NAME,
     GROUP,
     PLURAL,
     POLICY_PLURAL,
+    SOURCE_PLURAL,
     VERSION,
     IdentityPolicy,
     Phase,
@@ -34,15 +35,17 @@ from tenure.domain.guardrails import Policy, policy_from
 from tenure.domain.lifecycle import Revoke
 from tenure.domain.names import FINALIZER
 from tenure.errors import PermanentError, TenureError, TransientError
-from tenure.limits import PriorityGate
+from tenure.limits import PriorityGate, urgent
 from tenure.metrics import Metrics
 from tenure.ports import KubernetesPort
 from tenure.reconcile import Outcome, ReconcileFailed, Reconciler
 from tenure.scheduler import DeadlineScheduler, Key
+from tenure.ticketing import TicketPoller
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 300.0
+SCHEDULER_THREADS_PER_SLOT = 4
 KOPF_PREFIX = 'kopf.tenure.dev'
 """Where kopf keeps its own bookkeeping annotations."""
 
@@ -83,7 +86,17 @@ class Runtime:
         self.reconciler = reconciler
         self.metrics = metrics or Metrics()
         self.clock = clock
-        self.scheduler = DeadlineScheduler(self._on_deadline, clock=clock)
+        # Deadline reconciles mostly wait at the gate, which decides who goes first: the
+        # scheduler may start more of them than the gate admits, so that a due revocation is
+        # never stuck behind non-urgent deadlines holding all of the scheduler's threads.
+        self.scheduler = DeadlineScheduler(
+            self._on_deadline, clock=clock, concurrency=SCHEDULER_THREADS_PER_SLOT * max_in_flight
+        )
+        self._threads = concurrent.futures.ThreadPoolExecutor(
+            SCHEDULER_THREADS_PER_SLOT * max_in_flight, thread_name_prefix='tenure-deadline'
+        )
+        """The scheduler's own threads: asyncio's default executor has only CPUs + 4 of them,
+        and kopf shares it."""
         self.gate = PriorityGate(max_in_flight)
         """Reconciles in flight, kopf's and the scheduler's together; revocations first."""
         self._policy = Policy()
@@ -93,6 +106,10 @@ class Runtime:
         self._locks: dict[Key, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._failures: dict[Key, int] = {}
+        self.tickets: TicketPoller | None = None
+        """Reads the tickets identities cite from their TicketSources (issue #7), if wired."""
+        self._expiries: dict[Key, datetime] = {}
+        """The expiry of each Active identity: once it has passed, its reconcile is urgent."""
 
     # -- the guardrail policy ----------------------------------------------------------------
 
@@ -139,7 +156,11 @@ class Runtime:
         with self._exclusive(key):
             if self.before_reconcile is not None:
                 self.before_reconcile()
-            body = self.kube.read_identity(*key)
+            expiry = self._expiries.get(key)
+            with urgent(expiry is not None and expiry <= self.clock()):
+                body = self.kube.read_identity(*key)
+            if self.tickets is not None:
+                self.tickets.track(key, body)
             if body is None:
                 self._forget(key)
                 return None
@@ -147,12 +168,12 @@ class Runtime:
             self._known.add(key)
             epoch = self._policy_epoch
             try:
-                urgent = isinstance(self.reconciler.decision_for(body), Revoke)
+                revoking = isinstance(self.reconciler.decision_for(body), Revoke)
             except TenureError:
-                urgent = False  # the reconcile itself will report the problem
+                revoking = False  # the reconcile itself will report the problem
             started = time.monotonic()
             try:
-                with self.gate.slot(urgent=urgent):
+                with self.gate.slot(urgent=revoking), urgent(revoking):
                     outcome = self.reconciler.reconcile(body)
             except ReconcileFailed as failure:
                 self._record_failure(key, failure)
@@ -164,14 +185,19 @@ class Runtime:
             self.metrics.reconciles.labels('success').inc()
             self.metrics.phases.set(key, outcome.status.phase)
             self.metrics.violations.set(key, {v.rule.value for v in outcome.violations})
+            for repair in outcome.repairs:
+                self.metrics.drift_repairs.labels(repair.kind.value).inc()
             status = outcome.status
             if status.phase is Phase.ACTIVE and status.expires_at is not None:
                 self.metrics.expiry.labels(*key).set(status.expires_at.timestamp())
+                self._expiries[key] = status.expires_at
             else:
                 self._drop_expiry(key)
             revocation = status.revocation
             if isinstance(outcome.decision, Revoke) and outcome.finished and revocation:
                 self.metrics.revocations.labels(outcome.decision.reason.value).inc()
+                if self.tickets is not None:
+                    self.tickets.revoked(key, body, status)  # queued: never delays revocation
                 done, due = revocation.completed_at, status.expires_at
                 if outcome.decision.reason is RevocationReason.EXPIRED and done and due:
                     self.metrics.revocation_latency.observe(max(0.0, (done - due).total_seconds()))
@@ -180,6 +206,10 @@ class Runtime:
                 deadline = self.clock()  # judged under an older policy: look again at once
             self.scheduler.schedule(key, deadline)
             return outcome
+
+    def close(self) -> None:
+        """Stop the scheduler's threads (deadline reconciles in flight finish first)."""
+        self._threads.shutdown(wait=True, cancel_futures=True)
 
     def _record_failure(self, key: Key, failure: ReconcileFailed) -> None:
         transient = isinstance(failure.cause, TransientError)
@@ -199,6 +229,7 @@ class Runtime:
         self.scheduler.schedule(key, deadline)
 
     def _drop_expiry(self, key: Key) -> None:
+        self._expiries.pop(key, None)
         with contextlib.suppress(KeyError):
             self.metrics.expiry.remove(*key)
 
@@ -212,7 +243,7 @@ class Runtime:
 
     async def _on_deadline(self, key: Key) -> None:
         try:
-            await asyncio.to_thread(self.reconcile_key, key)
+            await asyncio.get_running_loop().run_in_executor(self._threads, self.reconcile_key, key)
         except ReconcileFailed as failure:
             log.warning('%s/%s: %s', key[0], key[1], failure.cause)
         except TenureError as e:
@@ -291,8 +322,9 @@ def operator_settings(max_workers: int = 16) -> kopf.OperatorSettings:
     return settings
 
 
-def build_registry(runtime: Runtime, *, admission: bool = False) -> kopf.OperatorRegistry:
-    """The kopf handlers: thin, they only call the runtime (and the admission review)."""
+def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
+    """The kopf handlers: thin, they only call the runtime. (The admission webhook is not one: every
+    replica serves it, leader or not, see tenure.webhook.)"""
     registry = kopf.OperatorRegistry()
     tasks: list[asyncio.Task[None]] = []
 
@@ -306,6 +338,8 @@ def build_registry(runtime: Runtime, *, admission: bool = False) -> kopf.Operato
     @kopf.on.startup(registry=registry)
     async def start_scheduler(**_: Any) -> None:
         tasks.append(asyncio.create_task(runtime.scheduler.run(), name='tenure-deadlines'))
+        if runtime.tickets is not None:
+            tasks.append(asyncio.create_task(runtime.tickets.run(), name='tenure-tickets'))
 
     @kopf.on.cleanup(registry=registry)
     async def stop_scheduler(**_: Any) -> None:
@@ -313,11 +347,17 @@ def build_registry(runtime: Runtime, *, admission: bool = False) -> kopf.Operato
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        runtime.close()
 
     @kopf.on.event(GROUP, VERSION, POLICY_PLURAL, registry=registry)
     def policy_changed(*, name: str, type: str | None, body: kopf.Body, **_: Any) -> None:
         if name == DEFAULT_POLICY_NAME:
             runtime.set_policy(None if type == 'DELETED' else body)
+
+    @kopf.on.event(GROUP, VERSION, SOURCE_PLURAL, registry=registry)
+    def ticket_source_changed(*, name: str, type: str | None, body: kopf.Body, **_: Any) -> None:
+        if runtime.tickets is not None:
+            runtime.tickets.set_source(name, None if type == 'DELETED' else body)
 
     behind: dict[Key, int] = {}
 
@@ -357,29 +397,5 @@ def build_registry(runtime: Runtime, *, admission: bool = False) -> kopf.Operato
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
     def deleted(*, namespace: str | None, name: str, retry: int, **_: Any) -> None:
         runtime.handle(namespace or '', name, retry, deleting=True)
-
-    if admission:
-        # Registered only with a webhook server: kopf refuses to start admission handlers without.
-        @kopf.on.validate(
-            GROUP, VERSION, PLURAL, id=WEBHOOK_ID, operations=OPERATIONS, registry=registry
-        )
-        def validate(
-            *,
-            warnings: list[str],
-            operation: str | None = None,
-            new: kopf.Body | None = None,
-            old: kopf.Body | None = None,
-            **_: Any,
-        ) -> None:
-            answer = review(
-                AdmissionRequest(operation or '', new, old),
-                policy=runtime.policy(),
-                now=runtime.clock(),
-                kv_mount=runtime.reconciler.settings.kv_mount,
-                namespace_labels=runtime.kube.namespace_labels,
-            )
-            warnings.extend(answer.warnings)
-            if not answer.allowed:
-                raise kopf.AdmissionError(answer.message, code=answer.code)
 
     return registry

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import ipaddress
 import json
+import re
 import ssl
 import time
 import urllib.error
@@ -24,14 +24,11 @@ from typing import Any
 
 import kubernetes
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from kubernetes.client.exceptions import ApiException
 
 from tenure.admission import WEBHOOK_PATH
 from tenure.api.v1alpha1 import GROUP, POLICY_PLURAL, VERSION
+from tenure_devtools.certificates import self_signed
 from tenure_devtools.openbao import OpenBaoDevServer
 from tenure_devtools.operator_process import OperatorProcess
 from tenure_devtools.ports import free_port
@@ -117,7 +114,7 @@ def wait_until(check: Callable[[], bool], what: str, timeout: float = 20) -> Non
 
 
 def wait_serving(url: str, context: ssl.SSLContext | None = None) -> None:
-    """kopf opens the webhook once it has scanned the API's resources, after /healthz answers."""
+    """The webhook listens before /healthz answers; waiting is for a slow start only."""
     review = admission_review(identity('probe', NS))
 
     def serving() -> bool:
@@ -221,7 +218,9 @@ def test_every_violation_is_listed_with_its_rule_id(
     assert 'Integration test of the Tenure lifecycle' not in message
     # A refusal is the webhook at work, not an operator error to alert on.
     wait_until(
-        lambda: f'INFO kopf.objects: admission refused for {NS}/wide-open: ' in process.log_text(),
+        lambda: (
+            f'INFO tenure.webhook: admission refused for {NS}/wide-open: ' in process.log_text()
+        ),
         'the refusal was not logged',
     )
     assert ' ERROR ' not in process.log_text()
@@ -348,40 +347,6 @@ def test_a_malformed_request_is_answered_with_a_clear_error(
 # -- TLS -----------------------------------------------------------------------------------
 
 
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and localhost, as cert-manager would mount tls.crt/tls.key."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'tenure-webhook')])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName('localhost'), x509.IPAddress(ipaddress.ip_address('127.0.0.1'))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / 'tls.crt', folder / 'tls.key'
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
-
-
 def test_the_webhook_serves_https_with_the_mounted_certificate(
     kubeconfig: Path,
     vault_for_identities: OpenBaoDevServer,
@@ -402,3 +367,89 @@ def test_the_webhook_serves_https_with_the_mounted_certificate(
         with pytest.raises(urllib.error.URLError) as raised:
             post(url, b'{}', ssl.create_default_context())
         assert isinstance(raised.value.reason, ssl.SSLCertVerificationError)
+
+
+# -- every replica serves it ---------------------------------------------------------------
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def readiness(process: OperatorProcess) -> tuple[int, str]:
+    return get(f'http://127.0.0.1:{process.health_port}/readyz')
+
+
+def leading(process: OperatorProcess) -> bool:
+    return re.search(r'^tenure_leader 1\.0$', process.metrics(), re.M) is not None
+
+
+def test_leader_and_standby_are_both_ready_and_answer_under_the_same_policy(
+    kubeconfig: Path,
+    vault_for_identities: OpenBaoDevServer,
+    kube: kubernetes.client.ApiClient,
+    tmp_path: Path,
+    namespaces: None,
+) -> None:
+    """Two replicas with --leader-election: the standby does not act, yet it is Ready, serves
+    /metrics (tenure_leader 0) and answers reviews, and a policy change reaches its answers as it
+    reaches the leader's (issue #8: a normal rolling update needs a Ready standby)."""
+    replicas: list[tuple[OperatorProcess, str]] = []
+    try:
+        for i in range(2):
+            port = free_port()
+            log_dir = tmp_path / f'replica-{i}'
+            log_dir.mkdir()
+            process = operator_with(
+                kubeconfig,
+                vault_for_identities,
+                log_dir,
+                *('--leader-election', '--leader-election-namespace', NS),
+                *('--webhook-port', str(port), '--webhook-insecure'),
+            )
+            replicas.append((process, f'http://127.0.0.1:{port}{WEBHOOK_PATH}'))
+            process.start()
+        wait_until(
+            lambda: sum(leading(process) for process, _ in replicas) == 1,
+            'no single leader',
+        )
+        for process, url in replicas:
+            role = 'leading' if leading(process) else 'standing by'
+            wait_until(lambda p=process: readiness(p)[0] == 200, f'{process} is not Ready')
+            assert readiness(process) == (200, f'ready: {role}')
+            assert ask(url, admission_review(identity('exporter', NS)))['allowed'] is True
+            refused = ask(url, admission_review(violating()))
+            assert refused['allowed'] is False
+            assert refused['status']['message'].startswith('WildcardNotAllowed: ')
+
+        custom = kubernetes.client.CustomObjectsApi(kube)
+        policy = {
+            'apiVersion': f'{GROUP}/{VERSION}',
+            'kind': 'IdentityPolicy',
+            'metadata': {'name': 'default'},
+            'spec': {'mode': 'Audit'},
+        }
+        custom.create_cluster_custom_object(GROUP, VERSION, POLICY_PLURAL, policy)
+        try:
+            for process, url in replicas:
+                wait_until(
+                    lambda u=url: ask(u, admission_review(violating()))['allowed'] is True,
+                    f'{process} did not apply the Audit policy',
+                    timeout=10,
+                )
+        finally:
+            custom.delete_cluster_custom_object(GROUP, VERSION, POLICY_PLURAL, 'default')
+        for process, url in replicas:
+            wait_until(
+                lambda u=url: ask(u, admission_review(violating()))['allowed'] is False,
+                f'{process} did not go back to the built-in Enforce policy',
+                timeout=10,
+            )
+            assert process.running, process.log_tail()
+    finally:
+        for process, _ in replicas:
+            process.close()

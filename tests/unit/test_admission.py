@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as dt
-import logging
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -25,7 +24,6 @@ from tenure.admission import (
     MAX_WARNING,
     MAX_WARNINGS_TOTAL,
     WEBHOOK_PATH,
-    AdmissionLogFilter,
     AdmissionRequest,
     Answer,
     request_problem,
@@ -515,6 +513,11 @@ def review_body(**request: Any) -> dict[str, Any]:
             id='no-resource',
         ),
         pytest.param(
+            review_body(resource={'group': '', 'version': 'v1', 'resource': 'pods'}),
+            "Tenure reviews serviceidentities.tenure.dev, not 'pods' of group ''",
+            id='another-resource',
+        ),
+        pytest.param(
             review_body(operation='PATCH'),
             "request.operation must be one of CREATE, UPDATE, DELETE, CONNECT, not 'PATCH'",
             id='unknown-operation',
@@ -663,39 +666,3 @@ def test_help_names_the_path_the_webhook_configuration_must_use(
     with pytest.raises(SystemExit):
         run_args('--help')
     assert f'at path {WEBHOOK_PATH};' in capsys.readouterr().out
-
-
-# -- the operator's log --------------------------------------------------------------------
-
-
-def kopf_record(level: int, message: str) -> logging.LogRecord:
-    record = logging.LogRecord('kopf.objects', level, __file__, 1, message, None, None)
-    record.k8s_ref = {'namespace': 'payments', 'name': 'exporter'}
-    return record
-
-
-def test_a_refusal_is_logged_as_information_naming_the_object() -> None:
-    record = kopf_record(
-        logging.ERROR,
-        "Webhook 'validate-serviceidentities' failed permanently: WildcardNotAllowed: spec: x",
-    )
-    assert AdmissionLogFilter().filter(record)
-    assert record.levelname == 'INFO'
-    assert record.getMessage() == (
-        'admission refused for payments/exporter: WildcardNotAllowed: spec: x'
-    )
-
-
-def test_admitted_reviews_are_logged_at_debug_only() -> None:
-    record = kopf_record(logging.INFO, "Webhook 'validate-serviceidentities' succeeded.")
-    assert not AdmissionLogFilter().filter(record)
-    assert record.levelname == 'DEBUG'
-
-
-def test_other_kopf_messages_pass_untouched() -> None:
-    record = kopf_record(logging.ERROR, "Handler 'created' failed permanently: boom")
-    assert AdmissionLogFilter().filter(record)
-    assert (record.levelname, record.getMessage()) == (
-        'ERROR',
-        "Handler 'created' failed permanently: boom",
-    )
