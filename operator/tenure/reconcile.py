@@ -56,6 +56,8 @@ from tenure.domain.lifecycle import (
 )
 from tenure.domain.names import DEFAULT_AUTH_MOUNT, DEFAULT_KV_MOUNT, IdentityNames
 from tenure.domain.reasons import ConditionType, Reason
+from tenure.domain.tickets import SourceView, more_restrictive, observation_for
+from tenure.domain.tickets import check as ticket_check
 from tenure.errors import NameConflict, PermanentError, TransientError
 from tenure.manifests import describe_spec_error
 from tenure.ports import KubernetesPort, VaultPort
@@ -150,6 +152,7 @@ class Reconciler:
         clock: Callable[[], datetime],
         settings: Settings | None = None,
         policy: Callable[[], Policy] = Policy,
+        ticket_sources: Callable[[str], SourceView | None] = lambda _system: None,
     ) -> None:
         self.kube = kube
         self.vault = vault
@@ -157,6 +160,8 @@ class Reconciler:
         self.settings = settings or Settings()
         self.policy = policy
         """The guardrail policy in force (the `default` IdentityPolicy, or built-in defaults)."""
+        self.ticket_sources = ticket_sources
+        """The TicketSource named by a spec.ticket.system, if any (issue #7)."""
 
     # -- gather ----------------------------------------------------------------------------
 
@@ -201,6 +206,17 @@ class Reconciler:
         policy, violations = (
             self._violations(names, spec, status) if spec is not None else (self.policy(), ())
         )
+        source = self.ticket_sources(spec.ticket.system) if spec is not None else None
+        check = None
+        if spec is not None and source is not None:
+            # The ITSM is the source of truth: the more restrictive of the manifest's ticket
+            # state and the one observed is in force; lifecycle.decide sees only that one.
+            seen = observation_for(status.ticket, spec.ticket.id, source.name)
+            state = more_restrictive(spec.ticket.state, seen.observed_state if seen else None)
+            if state is not spec.ticket.state:
+                ticket = spec.ticket.model_copy(update={'state': state})
+                spec = spec.model_copy(update={'ticket': ticket})
+            check = ticket_check(spec.ticket.id, spec.ticket.approver, seen, source)
         observed = Observed(
             spec=spec,
             spec_error=spec_error,
@@ -210,6 +226,7 @@ class Reconciler:
             deleting=bool(meta.get('deletionTimestamp')),
             violations=violations,
             mode=policy.mode,
+            ticket_check=check,
         )
         return _Object(names, meta.get('uid', ''), observed.generation, observed, raw_status)
 
@@ -303,26 +320,36 @@ class Reconciler:
     # -- Wait / Deny / Hold / Keep ------------------------------------------------------------
 
     def _wait(self, obj: _Object, decision: Wait, now: datetime) -> Outcome:
+        conditions = self._conditions(
+            obj,
+            now,
+            (ConditionType.VALID, True, Reason.SPEC_VALID, 'the spec is valid'),
+            (ConditionType.PROVISIONED, False, decision.reason, decision.message),
+        )
+        # A ticket source that cannot say yet leaves readiness unknown, not refused (issue #7).
+        conditions = set_condition(
+            conditions,
+            type=ConditionType.READY,
+            status=ConditionStatus.FALSE
+            if decision.reason == Reason.AWAITING_APPROVAL
+            else ConditionStatus.UNKNOWN,
+            reason=decision.reason,
+            message=decision.message,
+            generation=obj.generation,
+            now=now,
+        )
         status = obj.observed.status.model_copy(
             update={
                 'phase': Phase.PENDING,
                 'observed_generation': obj.generation,
-                'conditions': self._conditions(
-                    obj,
-                    now,
-                    (ConditionType.VALID, True, Reason.SPEC_VALID, 'the spec is valid'),
-                    (ConditionType.PROVISIONED, False, Reason.AWAITING_APPROVAL, decision.message),
-                    (ConditionType.READY, False, Reason.AWAITING_APPROVAL, decision.message),
-                ),
+                'conditions': conditions,
             }
         )
         spec = obj.observed.spec
         return Outcome(
             status,
             decision,
-            self._phase_event(
-                obj, Phase.PENDING, False, Reason.AWAITING_APPROVAL, decision.message
-            ),
+            self._phase_event(obj, Phase.PENDING, False, decision.reason, decision.message),
             next_deadline=spec.expires_at if spec else None,
         )
 

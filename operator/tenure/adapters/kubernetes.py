@@ -14,6 +14,7 @@ DeleteOptions.preconditions, https://kubernetes.io/docs/reference/kubernetes-api
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import logging
@@ -26,7 +27,16 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tenure.api.v1alpha1 import API_VERSION, GROUP, KIND, PLURAL, POLICY_PLURAL, VERSION, ProofCheck
+from tenure.api.v1alpha1 import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    PLURAL,
+    POLICY_PLURAL,
+    SOURCE_PLURAL,
+    VERSION,
+    ProofCheck,
+)
 from tenure.domain.desired import Manifest
 from tenure.domain.inventory import (
     BindingRecord,
@@ -215,6 +225,28 @@ class KubeObjects:
                     return None
                 raise
         return cast(dict[str, Any], obj)
+
+    def read_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """A Secret's decoded data (a TicketSource's credentials), None when there is none.
+
+        The values are returned to the caller only: never logged, never put in a message."""
+        with translated(f'read Secret {namespace}/{name}'):
+            try:
+                found = self.core.read_namespaced_secret(name, namespace)
+            except ApiException as e:
+                if e.status == 404:
+                    return None
+                raise
+        return {
+            key: base64.b64decode(value).decode('utf-8', errors='replace')
+            for key, value in (found.data or {}).items()
+        }
+
+    def list_ticket_sources(self) -> list[dict[str, Any]]:
+        """Every TicketSource (cluster-scoped)."""
+        with translated('list TicketSources'):
+            listed = self.custom.list_cluster_custom_object(GROUP, VERSION, SOURCE_PLURAL)
+        return list(cast(dict[str, Any], listed).get('items', []))
 
     def list_identities(self, namespace: str | None = None) -> list[dict[str, Any]]:
         """Every ServiceIdentity (in `namespace`, or in all namespaces)."""

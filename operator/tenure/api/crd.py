@@ -21,7 +21,12 @@ import yaml
 
 from tenure.api import v1alpha1
 from tenure.api.base import DNS_LABEL_PATTERN
-from tenure.api.v1alpha1 import IdentityPolicySpec, ServiceIdentitySpec, ServiceIdentityStatus
+from tenure.api.v1alpha1 import (
+    IdentityPolicySpec,
+    ServiceIdentitySpec,
+    ServiceIdentityStatus,
+    TicketSourceSpec,
+)
 from tenure.domain.guardrails import CEL_RULES
 
 JsonObj = dict[str, Any]
@@ -340,6 +345,85 @@ def render_identity_policy_crd() -> JsonObj:
 
 
 POLICY_CRD_FILENAME: Final = f'{v1alpha1.POLICY_PLURAL}.{v1alpha1.GROUP}.yaml'
+SOURCE_CRD_FILENAME: Final = f'{v1alpha1.SOURCE_PLURAL}.{v1alpha1.GROUP}.yaml'
+
+
+def render_ticket_source_crd() -> JsonObj:
+    """The cluster-scoped TicketSource CRD: an ITSM that drives identities (issue #7)."""
+    spec = _model_schema(TicketSourceSpec)
+    return {
+        'apiVersion': 'apiextensions.k8s.io/v1',
+        'kind': 'CustomResourceDefinition',
+        'metadata': {
+            'name': f'{v1alpha1.SOURCE_PLURAL}.{v1alpha1.GROUP}',
+            'labels': {'app.kubernetes.io/name': 'tenure', 'app.kubernetes.io/part-of': 'tenure'},
+        },
+        'spec': {
+            'group': v1alpha1.GROUP,
+            'scope': 'Cluster',
+            'names': {
+                'kind': v1alpha1.SOURCE_KIND,
+                'listKind': f'{v1alpha1.SOURCE_KIND}List',
+                'plural': v1alpha1.SOURCE_PLURAL,
+                'singular': v1alpha1.SOURCE_SINGULAR,
+                'categories': list(v1alpha1.CATEGORIES),
+            },
+            'versions': [
+                {
+                    'name': v1alpha1.VERSION,
+                    'served': True,
+                    'storage': True,
+                    'additionalPrinterColumns': [
+                        {
+                            'name': 'Type',
+                            'type': 'string',
+                            'jsonPath': '.spec.type',
+                            'description': 'servicenow or jira',
+                        },
+                        {
+                            'name': 'URL',
+                            'type': 'string',
+                            'jsonPath': '.spec.url',
+                            'description': 'Base URL of the ITSM',
+                        },
+                        {
+                            'name': 'Poll',
+                            'type': 'string',
+                            'jsonPath': '.spec.pollInterval',
+                            'description': 'Poll interval',
+                        },
+                        {'name': 'Age', 'type': 'date', 'jsonPath': '.metadata.creationTimestamp'},
+                    ],
+                    'schema': {
+                        'openAPIV3Schema': {
+                            'type': 'object',
+                            'description': (v1alpha1.TicketSource.__doc__ or '').strip(),
+                            'required': ['spec'],
+                            'properties': {
+                                'apiVersion': _ROOT_FIELDS['apiVersion'],
+                                'kind': _ROOT_FIELDS['kind'],
+                                # The name is what spec.ticket.system cites.
+                                'metadata': {
+                                    'type': 'object',
+                                    'description': 'Standard object metadata.',
+                                    'properties': {
+                                        'name': {
+                                            'type': 'string',
+                                            'description': 'The ticket system name identities '
+                                            'cite in spec.ticket.system.',
+                                            'maxLength': 32,
+                                            'pattern': v1alpha1.TICKET_SYSTEM_PATTERN,
+                                        },
+                                    },
+                                },
+                                'spec': spec,
+                            },
+                        }
+                    },
+                }
+            ],
+        },
+    }
 
 
 def render_all() -> dict[str, str]:
@@ -347,6 +431,7 @@ def render_all() -> dict[str, str]:
     crds = {
         CRD_FILENAME: render_service_identity_crd(),
         POLICY_CRD_FILENAME: render_identity_policy_crd(),
+        SOURCE_CRD_FILENAME: render_ticket_source_crd(),
     }
     return {
         name: HEADER + yaml.safe_dump(crd, sort_keys=False, width=100, allow_unicode=True)

@@ -367,6 +367,24 @@ class HistoryEntry(ApiModel):
     """The metadata.generation the transition was computed from."""
 
 
+class TicketObservation(ApiModel):
+    """What Tenure last read about the ticket in its ITSM (a TicketSource); never spec."""
+
+    id: Annotated[str, Field(max_length=64)]
+    """The ticket read (spec.ticket.id at the time)."""
+    source: Annotated[str, Field(max_length=63)]
+    """The TicketSource it was read from."""
+    observed_state: TicketState
+    """The ticket state the raw ITSM values map to. The effective state is the more restrictive
+    of this and spec.ticket.state."""
+    raw_state: Annotated[str, Field(max_length=256)] = ''
+    """The ITSM's own values, e.g. state=4 approval=approved, or status=Done resolution=Won't Do."""
+    observed_at: Timestamp
+    """When the ticket was read with these values (rewritten only when something changes)."""
+    approvers: Annotated[list[Annotated[str, Field(max_length=254)]], Field(max_length=32)] = []
+    """Who approved the ticket in the ITSM (read only when the source verifies approvals)."""
+
+
 class ServiceIdentityStatus(ApiModel):
     """Observed state, written only by the operator."""
 
@@ -394,6 +412,8 @@ class ServiceIdentityStatus(ApiModel):
     """The expiry in force (an extension needs a new approval)."""
     revocation: RevocationStatus | None = None
     """Set once access ends."""
+    ticket: TicketObservation | None = None
+    """The ticket as last read from its TicketSource, when spec.ticket.system names one."""
     history: Annotated[list[HistoryEntry], Field(max_length=50)] = []
     """Transitions, oldest first (the most recent 50): the durable audit trail of the phase, the
     Ready and Valid reasons, owner changes, rotations and the revocation."""
@@ -496,3 +516,94 @@ class IdentityPolicy(ApiModel):
     kind: Literal['IdentityPolicy']
     metadata: ObjectMeta
     spec: IdentityPolicySpec = IdentityPolicySpec()
+
+
+SOURCE_KIND: Final = 'TicketSource'
+SOURCE_PLURAL: Final = 'ticketsources'
+SOURCE_SINGULAR: Final = 'ticketsource'
+
+
+class TicketSourceType(StrEnum):
+    """The kind of ITSM a TicketSource reads."""
+
+    SERVICENOW = 'servicenow'
+    JIRA = 'jira'
+
+
+class ServiceNowTable(StrEnum):
+    """The ServiceNow table that holds the tickets."""
+
+    CHANGE_REQUEST = 'change_request'
+    SC_REQ_ITEM = 'sc_req_item'
+
+
+class SecretRef(ApiModel):
+    """A Secret in a namespace the operator may read (its own, per the RBAC in deploy/)."""
+
+    name: Annotated[str, Field(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)]
+    """The Secret's name."""
+    namespace: Annotated[str, Field(pattern=DNS_LABEL_PATTERN, max_length=63)]
+    """The Secret's namespace."""
+
+
+class SecretKeyRef(SecretRef):
+    """One key of a Secret: the value is read at run time, never written into a resource."""
+
+    key: Annotated[str, Field(pattern=SECRET_KEY_PATTERN, max_length=253)] = 'hmac-key'
+    """The key holding the value."""
+
+
+class StateMapping(ApiModel):
+    """Raw ITSM values that mean Cancelled, Closed or Rejected. An absent list keeps the
+    defaults of the source type (see docs/itsm.md); an empty list maps nothing to that state."""
+
+    cancelled: (
+        Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=32)] | None
+    ) = None
+    """ServiceNow state codes (default ["4"]) or Jira resolution names (default Won't Do,
+    Declined, Cancelled, Canceled) that mean the ticket was cancelled: access ends."""
+    closed: Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=32)] | None = (
+        None
+    )
+    """ServiceNow state codes (default ["3"]) or Jira status category keys (default ["done"])
+    that mean the ticket was completed: onClose decides."""
+    rejected: (
+        Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=32)] | None
+    ) = None
+    """ServiceNow approval values (default ["rejected"]) or Jira resolution names (default
+    ["Rejected"]) that mean the request was refused: access ends."""
+
+
+class TicketSourceSpec(ApiModel):
+    """Where tickets of one system are read (spec.ticket.system names the TicketSource)."""
+
+    type: TicketSourceType
+    """servicenow (Table API) or jira (REST API v2, Service Management approvals)."""
+    url: Annotated[str, Field(pattern=r'^https?://[^\s/]+(/\S*)?$', max_length=2048)]
+    """Base URL of the instance, e.g. https://example.service-now.com."""
+    credentials_secret_ref: SecretRef
+    """A Secret with keys username and password (basic auth) or token (bearer)."""
+    webhook_secret: SecretKeyRef | None = None
+    """The HMAC-SHA256 key of POST /webhooks/<name>; without it, webhooks are refused."""
+    poll_interval: Annotated[
+        GoDuration,
+        Field(json_schema_extra={'default': '60s'}),
+    ] = timedelta(seconds=60)
+    """How often each referenced ticket is read (Go duration)."""
+    table: ServiceNowTable = ServiceNowTable.CHANGE_REQUEST
+    """ServiceNow only: change_request or sc_req_item."""
+    state_mapping: StateMapping = StateMapping()
+    """Which raw values mean Cancelled, Closed or Rejected (safe defaults per type)."""
+    verify_approval: bool = False
+    """When true, spec.ticket.approver must have approved the ticket in the ITSM (ServiceNow
+    sysapproval_approver, Jira Service Management approvals); otherwise the identity is Denied
+    (ApprovalNotVerified)."""
+
+
+class TicketSource(ApiModel):
+    """An ITSM that drives the lifecycle of the ServiceIdentities citing it as ticket system."""
+
+    api_version: Literal['tenure.dev/v1alpha1']
+    kind: Literal['TicketSource']
+    metadata: ObjectMeta
+    spec: TicketSourceSpec

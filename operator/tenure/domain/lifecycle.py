@@ -37,6 +37,7 @@ from tenure.domain.guardrails import Mode, Rule, Violation, describe
 from tenure.domain.names import REVOKE_ANNOTATION, ROTATE_ANNOTATION
 from tenure.domain.reasons import Reason
 from tenure.domain.scope import covers, scope_of
+from tenure.domain.tickets import TicketCheck
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,11 +54,16 @@ class Observed:
     violations: tuple[Violation, ...] = ()
     """Guardrail violations of the spec under the policy in force (see domain.guardrails)."""
     mode: Mode = Mode.ENFORCE
+    ticket_check: TicketCheck | None = None
+    """What the spec's TicketSource says against provisioning (issue #7); the spec's ticket state
+    is already the effective one (see domain.tickets.more_restrictive)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Wait:
     message: str
+    reason: str = Reason.AWAITING_APPROVAL
+    """AwaitingApproval (Ready=False), or a ticket source that cannot say yet (Ready=Unknown)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -320,6 +326,17 @@ def decide(observed: Observed, now: datetime) -> Decision:
                 'until the ticket is approved again, closed, cancelled or the identity expires',
             )
         return Wait(f'ticket {spec.ticket.id} is not approved yet; nothing is provisioned')
+    ticket = observed.ticket_check
+    if ticket is not None:
+        if ticket.reason is Reason.APPROVAL_NOT_VERIFIED:
+            return (
+                Hold(ticket.reason, ticket.message)
+                if active
+                else Deny(ticket.reason, ticket.message)
+            )
+        if not active:
+            # An outage never touches what is Active (nor its expiry); it only delays new grants.
+            return Wait(ticket.message, ticket.reason)
     converge = _converge(observed, spec, now)
     if observed.violations:
         # Audit mode: reported on Valid (and by events and metrics), provisioned all the same.

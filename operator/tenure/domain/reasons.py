@@ -36,6 +36,10 @@ class Reason(StrEnum):
     REVOKED = 'Revoked'
     EXPIRING_SOON = 'ExpiringSoon'
     EXPIRES_LATER = 'ExpiresLater'
+    # Ticket sources (issue #7): Ready=Unknown while the ITSM cannot say; Denied when it refutes
+    TICKET_NOT_OBSERVED = 'TicketNotObserved'
+    TICKET_SOURCE_UNAVAILABLE = 'TicketSourceUnavailable'
+    APPROVAL_NOT_VERIFIED = 'ApprovalNotVerified'
     # Events only
     OWNER_CHANGED = 'OwnerChanged'
     SECRET_ROTATED = 'SecretRotated'
