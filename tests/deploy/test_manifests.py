@@ -71,6 +71,7 @@ def test_the_install_renders_every_object_an_operator_needs(install: list[Obj]) 
             ('ClusterRole', 'tenure-token-secrets'),
             ('ConfigMap', 'tenure-config'),
             ('Deployment', 'tenure'),
+            ('PodDisruptionBudget', 'tenure'),
             ('Service', 'tenure-metrics'),
             ('Service', 'tenure-webhook'),
             ('ValidatingWebhookConfiguration', 'tenure'),
@@ -415,6 +416,25 @@ def test_the_pod_is_hardened_and_bounded(deployment: Obj, pod_spec: Obj, contain
     assert 'USER 65532:65532' in dockerfile
 
 
+def test_a_rolling_update_and_a_drain_always_leave_a_ready_replica(
+    install: list[Obj], deployment: Obj
+) -> None:
+    """Every replica is Ready, leader or standby (tenure.health): a new pod becomes Ready before
+    an old one stops (maxUnavailable 0), and evictions take one pod at a time from the same pods
+    (https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#rolling-update-deployment,
+    https://kubernetes.io/docs/tasks/run-application/configure-pdb/)."""
+    strategy = deployment['spec']['strategy']
+    assert strategy == {
+        'type': 'RollingUpdate',
+        'rollingUpdate': {'maxSurge': 1, 'maxUnavailable': 0},
+    }
+    budget = find(install, 'PodDisruptionBudget', 'tenure')
+    assert budget['metadata']['namespace'] == deployment['metadata']['namespace']
+    assert budget['spec']['maxUnavailable'] == 1
+    assert budget['spec']['maxUnavailable'] < deployment['spec']['replicas']
+    assert budget['spec']['selector'] == deployment['spec']['selector']
+
+
 # -- the container agrees with `tenure run` ---------------------------------------------------
 
 
@@ -557,7 +577,10 @@ def test_the_install_applies_to_the_emulator_and_reapplies_unchanged(tmp_path: P
         assert first
         assert all(line.endswith(' created') for line in first), first
         again = _kubectl(kubeconfig, 'apply', '-k', str(DEPLOY))
-        assert all(line.endswith(' unchanged') for line in again), again
+        # kubectl always patches a PodDisruptionBudget's selector (patchStrategy replace in
+        # policy/v1), so it says "configured" as against a real server; nothing changes.
+        budget = 'poddisruptionbudget.policy/tenure configured'
+        assert all(line.endswith(' unchanged') or line == budget for line in again), again
         monitoring = _kubectl(kubeconfig, 'apply', '-k', str(DEPLOY / 'monitoring'))
         assert all(line.endswith(' created') for line in monitoring), monitoring
         namespace = 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: payments\n'
@@ -572,6 +595,9 @@ def test_the_install_applies_to_the_emulator_and_reapplies_unchanged(tmp_path: P
         try:
             apps = client.AppsV1Api(api)
             assert apps.read_namespaced_deployment('tenure', OPERATOR_NAMESPACE).spec.replicas == 2
+            policy = client.PolicyV1Api(api)
+            pdb = policy.read_namespaced_pod_disruption_budget('tenure', OPERATOR_NAMESPACE)
+            assert (pdb.metadata.generation, pdb.spec.max_unavailable) == (1, 1)
             binding = client.RbacAuthorizationV1Api(api).read_namespaced_role_binding(
                 'tenure-token-secrets', 'payments'
             )

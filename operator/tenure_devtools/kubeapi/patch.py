@@ -445,6 +445,10 @@ def _with_object_meta(extra: Mapping[str, str] | None = None) -> Mapping[str, st
     return MappingProxyType({**_OBJECT_META_MERGE_KEYS, **(extra or {})})
 
 
+REPLACE_MAP: Final = '$replace'
+"""In merge keys, marks an object field with `patchStrategy: replace` (e.g. the selector of a
+policy/v1 PodDisruptionBudget): a patch replaces it whole instead of merging into it."""
+
 BUILTIN_MERGE_KEYS: Final[Mapping[str, Mapping[str, str]]] = MappingProxyType(
     {
         # ServiceAccount.secrets: patchStrategy=merge patchMergeKey=name; imagePullSecrets has no
@@ -580,7 +584,9 @@ def _merge_map(
                 _take_from_patch(original, key, value)
             continue
         field = _child(path, key)
-        if isinstance(current, dict):
+        if isinstance(current, dict) and merge_keys.get(field) == REPLACE_MAP:
+            original[key] = _merge_map(None, value, field, merge_keys)
+        elif isinstance(current, dict):
             original[key] = _merge_map(current, value, field, merge_keys)
         elif isinstance(current, list):
             original[key] = _merge_list_field(current, value, field, merge_keys, is_delete_list)

@@ -293,6 +293,71 @@ class DeploymentStrategy(strategies.Strategy):
         return problems
 
 
+_UNHEALTHY_POD_EVICTION_POLICIES = ('AlwaysAllow', 'IfHealthyBudget')
+_PERCENT = re.compile(r'[0-9]+%')
+_PERCENT_MSG = (
+    "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or "
+    "'93%', regex used for validation is '[0-9]+%')"
+)
+
+
+def _int_or_percent_errors(field: str, value: Any) -> list[Cause]:
+    """ValidatePositiveIntOrPercent and IsNotMoreThan100Percent (pkg/apis/apps/validation)."""
+    if isinstance(value, str):
+        if not _PERCENT.fullmatch(value):
+            return [meta.invalid(field, value, _PERCENT_MSG)]
+        if int(value[:-1]) > 100:
+            return [meta.invalid(field, value, 'must not be greater than 100%')]
+    elif isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        return [meta.invalid(field, value, 'must be greater than or equal to 0')]
+    return []
+
+
+class PodDisruptionBudgetStrategy(strategies.Strategy):
+    """policy/v1 PodDisruptionBudget (pkg/registry/policy/poddisruptionbudget/strategy.go and
+    pkg/apis/policy/validation ValidatePodDisruptionBudgetSpec): a spec change bumps
+    `metadata.generation`, status is a subresource, zeroed on create; minAvailable and
+    maxUnavailable exclude each other, each a non-negative count or a percentage up to 100%."""
+
+    known_fields = frozenset({'spec', 'status'})
+    status_subresource = True
+    generation: strategies.GenerationPolicy = 'spec'
+
+    def reset_status_on_create(self, obj: Obj) -> None:
+        # PodDisruptionBudgetStatus{}: the four counters have no omitempty, the rest has.
+        obj['status'] = {
+            'disruptionsAllowed': 0,
+            'currentHealthy': 0,
+            'desiredHealthy': 0,
+            'expectedPods': 0,
+        }
+
+    def validate(self, rt: ResourceType, obj: Obj) -> list[Cause]:
+        spec = _mapping(obj.get('spec'))
+        problems: list[Cause] = []
+        if spec.get('minAvailable') is not None and spec.get('maxUnavailable') is not None:
+            problems.append(
+                meta.invalid('spec', spec, 'minAvailable and maxUnavailable cannot be both set')
+            )
+        for name in ('minAvailable', 'maxUnavailable'):
+            if spec.get(name) is not None:
+                problems.extend(_int_or_percent_errors(f'spec.{name}', spec[name]))
+        selector = spec.get('selector')
+        if isinstance(selector, dict):
+            try:
+                selectors.label_selector_from_object(selector)
+            except selectors.SelectorError as e:
+                problems.append(meta.invalid('spec.selector', selector, str(e)))
+        policy = spec.get('unhealthyPodEvictionPolicy')
+        if policy is not None and policy not in _UNHEALTHY_POD_EVICTION_POLICIES:
+            problems.append(
+                meta.not_supported(
+                    'spec.unhealthyPodEvictionPolicy', policy, _UNHEALTHY_POD_EVICTION_POLICIES
+                )
+            )
+        return problems
+
+
 _SERVICE_TYPES = ('ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName')
 _PROTOCOLS = ('TCP', 'UDP', 'SCTP')
 
@@ -479,6 +544,15 @@ _SERVICE_MERGE_KEYS = {
     'metadata.finalizers': '',
     'metadata.ownerReferences': 'uid',
     'spec.ports': 'port',
+    'status.conditions': 'type',
+}
+_PDB_MERGE_KEYS = {
+    'metadata.finalizers': '',
+    'metadata.ownerReferences': 'uid',
+    # policy/v1 PodDisruptionBudgetSpec.Selector: +patchStrategy=replace (kubernetes#108138). So
+    # kubectl's computed patch always carries it, and `kubectl apply` of an unchanged budget
+    # says "configured", as against a real server.
+    'spec.selector': patch.REPLACE_MAP,
     'status.conditions': 'type',
 }
 _WEBHOOK_CONFIGURATION_MERGE_KEYS = {
@@ -668,6 +742,19 @@ def builtin_types() -> list[ResourceType]:
             merge_keys=_DEPLOYMENT_MERGE_KEYS,
         ),
         ResourceType(
+            'policy',
+            'v1',
+            'poddisruptionbudgets',
+            'poddisruptionbudget',
+            'PodDisruptionBudget',
+            True,
+            PodDisruptionBudgetStrategy(),
+            short_names=('pdb',),
+            subresources=('status',),
+            field_error_style=META_STYLE,
+            merge_keys=_PDB_MERGE_KEYS,
+        ),
+        ResourceType(
             '',
             'v1',
             'services',
@@ -732,6 +819,7 @@ _BUILTIN_GROUP_ORDER = (
     'admissionregistration.k8s.io',
     'apiextensions.k8s.io',
     'authentication.k8s.io',
+    'policy',
     'rbac.authorization.k8s.io',
     'coordination.k8s.io',
     'events.k8s.io',
