@@ -18,8 +18,11 @@ from prometheus_client import start_http_server
 from tenure.adapters.kubernetes import KubeObjects
 from tenure.api.v1alpha1 import DEFAULT_POLICY_NAME
 from tenure.config import OperatorConfig
+from tenure.domain.inventory import Finding
+from tenure.drift import BindingIndex, DriftWatch
 from tenure.errors import PermanentError, TenureError
 from tenure.health import Health
+from tenure.inventory_scan import inventory_loop, scan
 from tenure.leader import LeaderElector
 from tenure.metrics import Metrics
 from tenure.reconcile import Reconciler, Settings
@@ -69,6 +72,7 @@ def build_runtime(config: OperatorConfig) -> Runtime:
             auth_mount=config.auth_mount,
             max_token_ttl=config.max_token_ttl,
             expiry_warning=config.expiry_warning,
+            remove_unexpected_bindings=config.remove_unexpected_bindings,
         ),
     )
     runtime = Runtime(
@@ -86,6 +90,17 @@ def build_runtime(config: OperatorConfig) -> Runtime:
         kube, schedule=lambda key: runtime.scheduler.schedule(key, utc_now()), clock=utc_now
     )
     runtime.tickets = tickets
+    bindings = BindingIndex()
+    reconciler.unexpected_bindings = bindings.unexpected
+    runtime.drift = DriftWatch(
+        request_reconcile=lambda key: runtime.scheduler.schedule(key, utc_now()),
+        own_write=kube.own_write,
+        expected=reconciler.vault_expected,
+        vault=vault,
+        vault_interval=config.vault_resync,
+        bindings=bindings,
+        list_bindings=kube.list_bindings,
+    )
     reconciler.ticket_sources = tickets.source_view
     # Known before the first reconcile, so no identity is judged on its manifest alone first.
     for source in kube.list_ticket_sources():
@@ -116,15 +131,52 @@ async def serve(
                 loop.call_soon_threadsafe(stop.set)
 
         threading.Thread(target=bridge, name='stop-bridge', daemon=True).start()
+    registry, settings = build_registry(runtime), operator_settings(config.max_workers)
+    if runtime.drift is not None:
+        runtime.drift.register(registry, settings)
+    if config.inventory_interval is not None:
+        register_inventory(runtime, config, registry)
     await kopf.operator(
-        registry=build_registry(runtime),
-        settings=operator_settings(config.max_workers),
+        registry=registry,
+        settings=settings,
         clusterwide=not config.namespaces,
         namespaces=list(config.namespaces),
         standalone=True,
         stop_flag=stop,
         ready_flag=ready_flag,
     )
+
+
+def register_inventory(
+    runtime: Runtime, config: OperatorConfig, registry: kopf.OperatorRegistry
+) -> None:
+    """The periodic inventory scan behind tenure_inventory_identities, while the operator runs."""
+    kube = runtime.kube
+    assert isinstance(kube, KubeObjects)
+    interval = config.inventory_interval
+    assert interval is not None
+    tasks: list[asyncio.Task[None]] = []
+
+    def run_scan() -> list[Finding]:
+        return scan(
+            kube,
+            utc_now(),
+            config.namespaces,
+            kv_mount=config.kv_mount,
+            auth_mount=config.auth_mount,
+        )
+
+    @kopf.on.startup(registry=registry)
+    async def start_inventory(**_: Any) -> None:
+        loop = inventory_loop(run_scan, runtime.metrics, interval)
+        tasks.append(asyncio.create_task(loop, name='tenure-inventory'))
+
+    @kopf.on.cleanup(registry=registry)
+    async def stop_inventory(**_: Any) -> None:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 LEASE_NAME: Final = 'tenure-operator'

@@ -18,6 +18,8 @@ from tenure.domain.desired import DEFAULT_EXPIRY_WARNING, DEFAULT_MAX_TOKEN_TTL
 from tenure.domain.names import DEFAULT_AUTH_MOUNT, DEFAULT_KV_MOUNT
 
 DEFAULT_METRICS_PORT = 9090
+DEFAULT_VAULT_RESYNC = timedelta(minutes=5)
+DEFAULT_INVENTORY_INTERVAL = timedelta(minutes=5)
 DEFAULT_HEALTH_PORT = 8080
 SERVICE_ACCOUNT_TOKEN = Path('/var/run/secrets/kubernetes.io/serviceaccount/token')
 SERVICE_ACCOUNT_NAMESPACE = Path('/var/run/secrets/kubernetes.io/serviceaccount/namespace')
@@ -75,6 +77,11 @@ class OperatorConfig:
     leader_election: bool = False
     leader_election_namespace: str = 'default'
     lease_duration: timedelta = timedelta(seconds=15)
+    vault_resync: timedelta | None = DEFAULT_VAULT_RESYNC
+    """How often each Active identity's Vault objects are checked for drift; None: never."""
+    remove_unexpected_bindings: bool = False
+    inventory_interval: timedelta | None = DEFAULT_INVENTORY_INTERVAL
+    """How often the inventory gauges are refreshed; None: no scan."""
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -207,6 +214,25 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         'calls webhooks over HTTPS)',
     )
     parser.add_argument(
+        '--vault-resync',
+        metavar='DURATION',
+        help="how often each Active identity's Vault policy, role and secret are checked for "
+        'changes made outside Tenure (and put back), spread over the interval; 0 disables [5m]',
+    )
+    parser.add_argument(
+        '--remove-unexpected-bindings',
+        action='store_true',
+        help='delete RoleBindings and ClusterRoleBindings not made by Tenure that bind a managed '
+        'ServiceAccount (when it is their only subject); without it they are only reported '
+        '(UnexpectedBinding). Needs the RBAC of deploy/components/remove-unexpected-bindings',
+    )
+    parser.add_argument(
+        '--inventory-interval',
+        metavar='DURATION',
+        help='how often the inventory gauges tenure_inventory_identities{class,kind} are '
+        'refreshed (the classification of tenure report); 0 disables [5m]',
+    )
+    parser.add_argument(
         '--max-token-ttl',
         metavar='DURATION',
         help='longest life of a Vault token issued to an identity, far from its expiry [1h]',
@@ -310,6 +336,11 @@ def parse_run_config(args: argparse.Namespace, env: Mapping[str, str]) -> Operat
         if value <= 0:
             raise ConfigError(f'--{flag.replace("_", "-")}: must be positive, got {value}')
         limits[flag] = value
+
+    def every(flag: str, value: str | None, default: timedelta) -> timedelta | None:
+        # 0 switches a periodic job off (a duration of nothing is no period).
+        return None if value in ('0', '0s') else duration(flag, value, default)
+
     lease_namespace = args.leader_election_namespace or env.get('POD_NAMESPACE')
     if lease_namespace is None and SERVICE_ACCOUNT_NAMESPACE.exists():
         lease_namespace = SERVICE_ACCOUNT_NAMESPACE.read_text(encoding='utf-8').strip()
@@ -342,4 +373,9 @@ def parse_run_config(args: argparse.Namespace, env: Mapping[str, str]) -> Operat
         leader_election=args.leader_election,
         leader_election_namespace=lease_namespace or 'default',
         lease_duration=duration('--lease-duration', args.lease_duration, timedelta(seconds=15)),
+        vault_resync=every('--vault-resync', args.vault_resync, DEFAULT_VAULT_RESYNC),
+        remove_unexpected_bindings=args.remove_unexpected_bindings,
+        inventory_interval=every(
+            '--inventory-interval', args.inventory_interval, DEFAULT_INVENTORY_INTERVAL
+        ),
     )

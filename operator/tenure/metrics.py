@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily
@@ -11,6 +11,9 @@ from prometheus_client.registry import Collector
 
 from tenure import __version__
 from tenure.api.v1alpha1 import Phase
+from tenure.domain.drift import DriftKind
+from tenure.domain.inventory import Class as InventoryClass
+from tenure.domain.inventory import Kind as InventoryKind
 
 Key = tuple[str, str]
 
@@ -72,6 +75,39 @@ class _ViolationCollector(Collector):
         yield family
 
 
+class _InventoryCollector(Collector):
+    """`tenure_inventory_identities{class,kind}`: what the last periodic inventory scan found.
+
+    A family of its own rather than a `class` label on `tenure_identities{phase}`: that one
+    counts ServiceIdentities, this one counts the objects `tenure report` classifies
+    (ServiceAccounts, token Secrets, bindings, Vault roles and policies), and one family with
+    both would make every `sum(tenure_identities)` add two different things.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str], int] | None = None
+
+    def set(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Replace the counts with one scan's, keyed by (class, kind)."""
+        with self._lock:
+            self._counts = dict(counts)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            'tenure_inventory_identities',
+            'Non-human identities found by the last inventory scan, by class and kind',
+            labels=['class', 'kind'],
+        )
+        with self._lock:
+            counts = self._counts
+        if counts is not None:  # nothing before the first scan: absent, not zero
+            for class_ in InventoryClass:
+                for kind in InventoryKind:
+                    family.add_metric([class_.value, kind.value], counts.get((class_, kind), 0))
+        yield family
+
+
 class Metrics:
     """The operator's metrics, in a registry of their own."""
 
@@ -121,6 +157,16 @@ class Metrics:
             ['op', 'result'],
             registry=self.registry,
         )
+        self.drift_repairs = Counter(
+            'tenure_drift_repairs_total',
+            'Managed objects found changed or deleted outside Tenure and put back, by kind',
+            ['kind'],
+            registry=self.registry,
+        )
+        for kind in DriftKind:
+            self.drift_repairs.labels(kind.value)  # every kind shows, at 0, from the start
+        self.inventory = _InventoryCollector()
+        self.registry.register(self.inventory)
         self.leader = Gauge(
             'tenure_leader',
             '1 while this replica leads (holds the Lease) and acts',

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from tenure.api.v1alpha1 import ProofCheck
 from tenure.domain.desired import Manifest, VaultRole
+from tenure.domain.drift import BindingRef
 from tenure.domain.names import IdentityNames
 
 
@@ -26,6 +27,9 @@ class KubernetesPort(Protocol):
         are not in it. Return 'Kind/name' of what changed (and, into `changes`, what differed in
         each, e.g. 'labels, annotations'). Raise NameConflict for an object of that name not
         managed by this identity (it is never adopted or overwritten)."""
+
+    def delete_binding(self, binding: BindingRef) -> None:
+        """Delete a RoleBinding or ClusterRoleBinding outside Tenure (exactly that uid)."""
 
     def namespace_labels(self, namespace: str) -> dict[str, str] | None:
         """The namespace's labels, None when it does not exist."""

@@ -38,6 +38,19 @@ from tenure.domain.desired import (
     vault_policy,
     vault_role,
 )
+from tenure.domain.drift import (
+    BindingRef,
+    DriftKind,
+    Repair,
+    VaultExpectation,
+    approval_unchanged,
+    drift_message,
+    kubernetes_repairs,
+    policy_claimed_by_other,
+    role_claimed_by_other,
+    role_ttl_drifted,
+    unexpected_message,
+)
 from tenure.domain.guardrails import Policy, Target, Violation, evaluate
 from tenure.domain.history import with_history
 from tenure.domain.lifecycle import (
@@ -75,6 +88,8 @@ class Settings:
     max_token_ttl: timedelta = DEFAULT_MAX_TOKEN_TTL
     expiry_warning: timedelta = DEFAULT_EXPIRY_WARNING
     """How long before expiry the ExpiringSoon condition and its one Warning event come."""
+    remove_unexpected_bindings: bool = False
+    """Delete bindings outside Tenure that grant a managed ServiceAccount (issue #6)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +110,8 @@ class Outcome:
     """When to reconcile again even if nothing changes (expiry, token TTL refresh)."""
     violations: tuple[Violation, ...] = ()
     """The guardrail violations found (for metrics)."""
+    repairs: tuple[Repair, ...] = ()
+    """Managed objects found changed outside Tenure and put back (issue #6, for metrics)."""
 
     @property
     def finished(self) -> bool:
@@ -162,6 +179,13 @@ class Reconciler:
         """The guardrail policy in force (the `default` IdentityPolicy, or built-in defaults)."""
         self.ticket_sources = ticket_sources
         """The TicketSource named by a spec.ticket.system, if any (issue #7)."""
+        self.unexpected_bindings: Callable[[tuple[str, str]], list[BindingRef] | None] = (
+            lambda _key: None
+        )
+        """Bindings outside Tenure that grant the identity's ServiceAccount (None: unknown)."""
+        self.vault_expected: dict[tuple[str, str], VaultExpectation] = {}
+        """Per Active identity, what its last converge left in Vault (the periodic drift check
+        compares against it). Kept in memory: after a restart the resume reconciles refill it."""
 
     # -- gather ----------------------------------------------------------------------------
 
@@ -243,7 +267,9 @@ class Reconciler:
         decision = decide(obj.observed, now)
         violations = obj.observed.violations
         try:
-            outcome = dataclasses.replace(self._act(obj, decision, now), violations=violations)
+            with self.vault.memoised_reads():
+                acted = self._act(obj, decision, now)
+            outcome = dataclasses.replace(acted, violations=violations)
         except (TransientError, PermanentError) as e:
             outcome = dataclasses.replace(
                 self._failed(obj, decision, now, e), violations=violations
@@ -253,6 +279,8 @@ class Reconciler:
             raise ReconcileFailed(outcome, e) from e
         outcome = self._recorded(obj, outcome, now)
         self._write(obj, outcome)
+        if not isinstance(decision, Converge):
+            self.vault_expected.pop((obj.names.namespace, obj.names.name), None)
         return outcome
 
     @staticmethod
@@ -417,18 +445,36 @@ class Reconciler:
             expires_at=decision.expires_at,
         )
         events: list[Note] = []
-
-        self._check_vault_names(names)
-        changed = self.kube.apply(names, kubernetes_objects(identity))
-        self.vault.ensure_policy(names.vault_policy, vault_policy(identity))
-        ttl = plan_token_ttl(
-            now,
-            decision.expires_at,
-            self.vault.role_token_ttl(names.vault_role),
-            self.settings.max_token_ttl,
-        )
+        # Every write of a converge that applies the approval already in force repairs drift.
+        judged = approval_unchanged(previous, decision)
+        key = (names.namespace, names.name)
+        subject = self._check_vault_names(names, repairing=judged)
+        detail: dict[str, str] = {}
+        changed = self.kube.apply(names, kubernetes_objects(identity), changes=detail)
+        repairs = kubernetes_repairs(detail) if judged else []
+        policy_text = vault_policy(identity)
+        if self.vault.ensure_policy(names.vault_policy, policy_text) and judged:
+            repairs.append(Repair(DriftKind.VAULT_POLICY, names.vault_policy, 'policy text'))
+        current_ttl = self.vault.role_token_ttl(names.vault_role)
+        ttl = plan_token_ttl(now, decision.expires_at, current_ttl, self.settings.max_token_ttl)
         role = vault_role(identity, ttl.ttl_seconds)
-        self.vault.ensure_role(role)
+        expected = self.vault_expected.get(key)
+        if self.vault.ensure_role(role) and judged:
+            if current_ttl is None:
+                what = 'missing; created'
+            elif subject != ((names.namespace,), (names.service_account,)):
+                what = 'bound ServiceAccount or namespace'
+            elif role_ttl_drifted(
+                current=current_ttl,
+                cap=int(self.settings.max_token_ttl.total_seconds()),
+                last_written=expected.role.ttl_seconds if expected else None,
+                kept=not ttl.write,
+            ):
+                what = 'token TTL'
+            else:
+                what = ''  # Tenure's own TTL step as the expiry nears: not drift
+            if what:
+                repairs.append(Repair(DriftKind.VAULT_ROLE, names.vault_role, what))
 
         if decision.revoke_issued_tokens:
             revoked = self.vault.revoke_issued_tokens(
@@ -438,7 +484,21 @@ class Reconciler:
                 '%s/%s: revoked %d Vault tokens issued before', names.namespace, names.name, revoked
             )
 
-        vault_status, rotated = self._converge_secret(identity, decision, previous, now)
+        vault_status, rotated, secret_repair = self._converge_secret(
+            identity, decision, previous, now, judged=judged
+        )
+        if secret_repair is not None:
+            repairs.append(secret_repair)
+        unexpected = self._unexpected_bindings(key, repairs)
+        if repairs:
+            events.append(Note(True, Reason.DRIFT_REPAIRED, drift_message(repairs)))
+            log.warning('%s/%s: %s', names.namespace, names.name, drift_message(repairs))
+        self.vault_expected[key] = VaultExpectation(
+            policy=names.vault_policy,
+            policy_text=policy_text,
+            role=role,
+            secret_path=names.secret_path if decision.scope.secret_keys else None,
+        )
         if rotated:
             events.append(
                 Note(
@@ -508,6 +568,34 @@ class Reconciler:
                 ),
             }
         )
+        if unexpected is not None:
+            previous_finding = find_condition(
+                previous.conditions, ConditionType.UNEXPECTED_BINDINGS
+            )
+            message = unexpected_message(
+                unexpected, removing=self.settings.remove_unexpected_bindings
+            )
+            if unexpected and (
+                previous_finding is None
+                or previous_finding.status != ConditionStatus.TRUE
+                or previous_finding.message != message
+            ):
+                events.append(Note(True, Reason.UNEXPECTED_BINDING, message))
+            status = status.model_copy(
+                update={
+                    'conditions': set_condition(
+                        status.conditions,
+                        type=ConditionType.UNEXPECTED_BINDINGS,
+                        status=ConditionStatus.TRUE if unexpected else ConditionStatus.FALSE,
+                        reason=Reason.UNEXPECTED_BINDING
+                        if unexpected
+                        else Reason.NO_UNEXPECTED_BINDINGS,
+                        message=message,
+                        generation=obj.generation,
+                        now=now,
+                    )
+                }
+            )
         deadlines = [decision.expires_at, ttl.next_refresh]
         if warning.starts_at is not None:
             deadlines.append(warning.starts_at)
@@ -515,18 +603,56 @@ class Reconciler:
         rotation = rotation_due(status, spec, now) if spec is not None else None
         if rotation is not None:
             deadlines.append(rotation)
-        return Outcome(status, decision, tuple(events), next_deadline=min(deadlines))
+        return Outcome(
+            status,
+            decision,
+            tuple(events),
+            next_deadline=min(deadlines),
+            repairs=tuple(repairs),
+        )
+
+    def _unexpected_bindings(
+        self, key: tuple[str, str], repairs: list[Repair]
+    ) -> list[BindingRef] | None:
+        """The bindings outside Tenure granting the ServiceAccount, after removing those that
+        may be removed (--remove-unexpected-bindings; each a repair). None: not known yet."""
+        found = self.unexpected_bindings(key)
+        if found is None or not self.settings.remove_unexpected_bindings:
+            return found
+        left = []
+        for binding in found:
+            if not binding.sole_subject:
+                left.append(binding)  # removing it would end other subjects' access too
+                continue
+            self.kube.delete_binding(binding)
+            where = f'{binding.namespace}/' if binding.namespace else ''
+            repairs.append(
+                Repair(
+                    DriftKind(binding.kind),
+                    f'{where}{binding.name}',
+                    f'granted {binding.role} outside Tenure; deleted',
+                )
+            )
+        return left
 
     def _converge_secret(
-        self, identity: Identity, decision: Converge, previous: ServiceIdentityStatus, now: datetime
-    ) -> tuple[VaultStatus, bool]:
+        self,
+        identity: Identity,
+        decision: Converge,
+        previous: ServiceIdentityStatus,
+        now: datetime,
+        *,
+        judged: bool = False,
+    ) -> tuple[VaultStatus, bool, Repair | None]:
+        """The secret's status, whether it was rotated, and the drift repaired (`judged`: the
+        approval in force is unchanged, see `approval_unchanged`)."""
         names = identity.names
         old = previous.vault or VaultStatus()
         base = VaultStatus(policy=names.vault_policy, role=names.vault_role)
         if not decision.scope.secret_keys:
             if old.secret_path is not None:
                 self.vault.delete_secret(names.secret_path)
-            return base, False
+            return base, False, None
         metadata = secret_metadata(identity)
         version = self.vault.secret_version(names.secret_path)
         rotated = False
@@ -534,14 +660,25 @@ class Reconciler:
         keys_changed = old.secret_path is not None and set(decision.scope.secret_keys) != set(
             previous.applied_scope.secret_keys if previous.applied_scope else []
         )
+        repair = None
         if version is None or decision.rotate_secret or keys_changed:
+            missing = version is None and old.secret_version is not None
             version = self.vault.write_secret(
                 names.secret_path, decision.scope.secret_keys, metadata
             )
-            rotated = old.secret_version is not None
             last_rotated = now
-        else:
-            self.vault.update_secret_metadata(names.secret_path, metadata)
+            if judged and missing:
+                # Deleted (or destroyed) outside Tenure: re-created with new values; reported
+                # as drift, not as a rotation nobody asked for.
+                repair = Repair(
+                    DriftKind.VAULT_SECRET,
+                    names.secret_path,
+                    f'deleted; re-created with new values as version {version}',
+                )
+            else:
+                rotated = old.secret_version is not None
+        elif self.vault.update_secret_metadata(names.secret_path, metadata) and judged:
+            repair = Repair(DriftKind.VAULT_SECRET, names.secret_path, 'custom metadata')
         return (
             base.model_copy(
                 update={
@@ -551,20 +688,35 @@ class Reconciler:
                 }
             ),
             rotated,
+            repair,
         )
 
     # -- Revoke ---------------------------------------------------------------------------
 
-    def _check_vault_names(self, names: IdentityNames) -> None:
-        """NameConflict when the Vault role or policy of this name is another identity's."""
+    def _check_vault_names(
+        self, names: IdentityNames, *, repairing: bool = False
+    ) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+        """NameConflict when the Vault role or policy of this name is another identity's.
+        Returns the role's binding as found.
+
+        `repairing`: the identity is Active and these are its own objects, so a binding or text
+        changed outside Tenure is drift to put back, unless a look-alike identity's names claim
+        them (then it stays a conflict).
+        """
         subject = self.vault.role_subject(names.vault_role)
-        if not role_is_ours(subject, names):
+        if not role_is_ours(subject, names) and (
+            not repairing or role_claimed_by_other(subject, names)
+        ):
             bound = '/'.join(','.join(part) for part in subject or ())
             raise NameConflict('Vault role', names.vault_role, f'it is bound to {bound}')
-        if not policy_is_ours(self.vault.policy_text(names.vault_policy), names):
+        text = self.vault.policy_text(names.vault_policy)
+        if not policy_is_ours(text, names) and (
+            not repairing or policy_claimed_by_other(text, names)
+        ):
             raise NameConflict(
                 'Vault policy', names.vault_policy, 'it was not written for this identity'
             )
+        return subject
 
     def _revoke(self, obj: _Object, decision: Revoke, now: datetime) -> Outcome:
         """Vault first (role, issued tokens, policy, secret), then Kubernetes; then verify.

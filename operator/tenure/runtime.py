@@ -34,6 +34,7 @@ from tenure.api.v1alpha1 import (
 from tenure.domain.guardrails import Policy, policy_from
 from tenure.domain.lifecycle import Revoke
 from tenure.domain.names import FINALIZER
+from tenure.drift import DriftWatch
 from tenure.errors import PermanentError, TenureError, TransientError
 from tenure.limits import PriorityGate, urgent
 from tenure.metrics import Metrics
@@ -106,6 +107,8 @@ class Runtime:
         self._locks: dict[Key, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._failures: dict[Key, int] = {}
+        self.drift: DriftWatch | None = None
+        """Drift watches and the periodic Vault check (issue #6), if wired."""
         self.tickets: TicketPoller | None = None
         """Reads the tickets identities cite from their TicketSources (issue #7), if wired."""
         self._expiries: dict[Key, datetime] = {}

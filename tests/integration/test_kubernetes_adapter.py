@@ -633,18 +633,41 @@ def test_a_name_taken_by_an_object_tenure_does_not_own_is_a_conflict_and_nothing
     assert world.versions() == before
 
 
-def test_an_object_whose_labels_were_removed_is_released_and_not_taken_back(
+def test_an_object_whose_labels_were_removed_is_labelled_again_while_the_identity_owns_it(
     kube: KubeObjects, world: World, recorder: Recorder
 ) -> None:
-    """Removing the labels releases an object from Tenure, the way a Pod whose labels stop
-    matching is released by its ReplicaSet even though its ownerReference still points there
+    """Stripping the labels does not take an object away from Tenure while its ownerReference
+    still names this very ServiceIdentity (its uid): that is drift, put back (issue #6).
+    Releasing it instead would let one label edit hide a credential from revocation, which finds
+    the identity's objects by their labels."""
+    kube.apply(world.names, kubernetes_objects(world.identity()))
+    world.patch(
+        'RoleBinding',
+        f'tenure-{world.name}',
+        {'metadata': {'labels': {'tenure.dev/identity': None}}},
+    )
+    changes: dict[str, str] = {}
+
+    changed = kube.apply(world.names, kubernetes_objects(world.identity()), changes=changes)
+
+    assert changed == [f'RoleBinding/tenure-{world.name}']
+    assert changes == {f'RoleBinding/tenure-{world.name}': 'labels'}
+    binding = kube.rbac.read_namespaced_role_binding(f'tenure-{world.name}', world.namespace)
+    assert binding.metadata.labels['tenure.dev/identity'] == world.name
+
+
+def test_an_object_with_neither_labels_nor_owner_reference_is_released_and_not_taken_back(
+    kube: KubeObjects, world: World, recorder: Recorder
+) -> None:
+    """Without the labels and the ownerReference an object is released from Tenure, the way a Pod
+    whose labels stop matching is released by its ReplicaSet
     (https://kubernetes.io/docs/concepts/workloads/controllers/replicaset/#isolating-pods-from-a-replicaset).
     Tenure then reports the name as taken instead of relabelling or replacing it."""
     kube.apply(world.names, kubernetes_objects(world.identity()))
     world.patch(
         'RoleBinding',
         f'tenure-{world.name}',
-        {'metadata': {'labels': {'tenure.dev/identity': None}}},
+        {'metadata': {'labels': {'tenure.dev/identity': None}, 'ownerReferences': None}},
     )
     before = world.versions()
     recorder.clear()

@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 import socket
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, cast
@@ -38,6 +39,7 @@ from tenure.api.v1alpha1 import (
     ProofCheck,
 )
 from tenure.domain.desired import Manifest
+from tenure.domain.drift import BindingRef
 from tenure.domain.inventory import (
     BindingRecord,
     ServiceAccountRecord,
@@ -130,6 +132,11 @@ def _labelled(obj: Managed, names: IdentityNames) -> bool:
     return labels.get(MANAGED_BY_LABEL) == MANAGED_BY and labels.get(IDENTITY_LABEL) == names.name
 
 
+def _resource_version(obj: Any) -> str | None:
+    meta = getattr(obj, 'metadata', None)
+    return getattr(meta, 'resource_version', None) if meta is not None else None
+
+
 def _owner_uid(desired: Sequence[Manifest]) -> str | None:
     refs = desired[0]['metadata'].get('ownerReferences') if desired else None
     return cast(str, refs[0]['uid']) if refs else None
@@ -137,9 +144,12 @@ def _owner_uid(desired: Sequence[Manifest]) -> str | None:
 
 def _conflict(obj: Managed, names: IdentityNames, uid: str | None) -> str | None:
     """Why `obj` is not this identity's to manage, or None when it is."""
-    if not _labelled(obj, names):
+    owned = uid is not None and any(ref.uid == uid for ref in _meta(obj).owner_references or [])
+    # Owned by this very ServiceIdentity (its uid), it is Tenure's even with its labels stripped
+    # by someone: drift to put back (issue #6), not a stranger's object.
+    if not _labelled(obj, names) and not owned:
         return f'it is not labelled {names.selector}'
-    if uid is not None and not any(ref.uid == uid for ref in _meta(obj).owner_references or []):
+    if uid is not None and not owned:
         # Labelled for this name but owned by another (e.g. an earlier, deleted) ServiceIdentity:
         # adopting it would carry that identity's grants and tokens over to a new approval.
         return f'it is owned by another ServiceIdentity than {names.namespace}/{names.name}'
@@ -166,6 +176,10 @@ class KubeObjects:
         self.rbac = client.RbacAuthorizationV1Api(api)
         self.custom = client.CustomObjectsApi(api)
         self.clock = clock
+        self._written: dict[tuple[str, str, str], str] = {}
+        """(kind, namespace, name) -> the resourceVersion (or deleted:<uid>) of this adapter's
+        last write, for `own_write`."""
+        self._written_lock = threading.Lock()
 
     # -- startup ---------------------------------------------------------------------------
 
@@ -391,8 +405,18 @@ class KubeObjects:
 
     # -- apply -----------------------------------------------------------------------------
 
-    def apply(self, names: IdentityNames, desired: Sequence[Manifest]) -> list[str]:
-        """Converge the identity's objects to `desired`; return 'Kind/name' of what changed."""
+    def apply(
+        self,
+        names: IdentityNames,
+        desired: Sequence[Manifest],
+        *,
+        changes: dict[str, str] | None = None,
+    ) -> list[str]:
+        """Converge the identity's objects to `desired`; return 'Kind/name' of what changed.
+
+        `changes`, when given, receives what differed for each of them ('labels, annotations',
+        'rules', 'missing; created', ...): the drift report names it (never a value).
+        """
         uid = _owner_uid(desired)
         current: dict[tuple[str, str], Managed | None] = {}
         # Every name is checked before anything is written: a conflict writes nothing at all.
@@ -404,48 +428,72 @@ class KubeObjects:
                 if detail is not None:
                     raise NameConflict(kind, f'{names.namespace}/{name}', detail)
             current[(kind, name)] = found
-        changed: list[str] = []
+        described = {} if changes is None else changes
         # Narrowing first: grants no longer approved go before anything new is written.
         for kind in ('RoleBinding', 'Role'):
             for managed in self._managed(kind, names):
                 if (kind, _name(managed)) not in current:
                     self._delete(kind, names.namespace, managed)
-                    changed.append(f'{kind}/{_name(managed)}')
+                    described[f'{kind}/{_name(managed)}'] = 'not in the approved scope; deleted'
         for obj in desired:
             kind, name = cast(Kind, obj['kind']), cast(str, obj['metadata']['name'])
-            if self._converge(kind, names.namespace, obj, current[(kind, name)]):
-                changed.append(f'{kind}/{name}')
-        return changed
+            what = self._converge(kind, names.namespace, obj, current[(kind, name)])
+            if what is not None:
+                described[f'{kind}/{name}'] = what
+        return list(described)
+
+    def own_write(self, kind: str, namespace: str, name: str, marker: str) -> bool:
+        """Whether a watch event shows this adapter's own last write of the object (its
+        resourceVersion, or `deleted:<uid>` for a delete): such an event needs no drift check.
+        Each write is recognised once."""
+        with self._written_lock:
+            key = (kind, namespace, name)
+            if self._written.get(key) != marker:
+                return False
+            del self._written[key]
+            return True
+
+    def _wrote(self, kind: str, namespace: str, name: str, marker: str | None) -> None:
+        if marker:
+            with self._written_lock:
+                self._written[(kind, namespace, name)] = marker
 
     def _converge(
         self, kind: Kind, namespace: str, desired: Manifest, found: Managed | None
-    ) -> bool:
+    ) -> str | None:
+        """Write what differs; say what that was, None when nothing did."""
         if found is None:
             self._create(kind, namespace, desired)
-            return True
+            return 'missing; created'
         if isinstance(found, client.V1RoleBinding):
             ref = found.role_ref.model_dump(mode='json', by_alias=True)
             if _pruned(ref) != _pruned(desired['roleRef']):
                 # roleRef is immutable (the API answers 422): a different role is a new binding.
                 self._delete(kind, namespace, found)
                 self._create(kind, namespace, desired)
-                return True
+                return 'roleRef; re-created'
         patch = self._difference(desired, found)
         if patch is None:
-            return False
+            return None
         name = _name(found)
         with translated(f'update {kind} {namespace}/{name}'):
+            written: Managed
             if kind == 'ServiceAccount':
-                self.core.patch_namespaced_service_account(
+                written = self.core.patch_namespaced_service_account(
                     name, namespace, patch, _content_type=MERGE_PATCH
                 )
             elif kind == 'Role':
-                self.rbac.patch_namespaced_role(name, namespace, patch, _content_type=MERGE_PATCH)
-            else:
-                self.rbac.patch_namespaced_role_binding(
+                written = self.rbac.patch_namespaced_role(
                     name, namespace, patch, _content_type=MERGE_PATCH
                 )
-        return True
+            else:
+                written = self.rbac.patch_namespaced_role_binding(
+                    name, namespace, patch, _content_type=MERGE_PATCH
+                )
+        self._wrote(kind, namespace, name, _resource_version(written))
+        fields = [k for k in ('labels', 'annotations') if k in patch['metadata']]
+        fields += [k for k in patch if k != 'metadata']
+        return ', '.join(fields)
 
     def _difference(self, desired: Manifest, found: Managed) -> dict[str, Any] | None:
         """A merge patch of what differs, None when nothing does.
@@ -477,16 +525,19 @@ class KubeObjects:
         return patch
 
     def _create(self, kind: Kind, namespace: str, body: Manifest) -> None:
-        with translated(f'create {kind} {namespace}/{body["metadata"]["name"]}'):
+        name = cast(str, body['metadata']['name'])
+        with translated(f'create {kind} {namespace}/{name}'):
+            created: Managed
             if kind == 'ServiceAccount':
                 sa = cast(client.V1ServiceAccount, client.V1ServiceAccount.from_dict(body))
-                self.core.create_namespaced_service_account(namespace, sa)
+                created = self.core.create_namespaced_service_account(namespace, sa)
             elif kind == 'Role':
                 role = cast(client.V1Role, client.V1Role.from_dict(body))
-                self.rbac.create_namespaced_role(namespace, role)
+                created = self.rbac.create_namespaced_role(namespace, role)
             else:
                 binding = cast(client.V1RoleBinding, client.V1RoleBinding.from_dict(body))
-                self.rbac.create_namespaced_role_binding(namespace, binding)
+                created = self.rbac.create_namespaced_role_binding(namespace, binding)
+        self._wrote(kind, namespace, name, _resource_version(created))
 
     def _delete(
         self, kind: Kind | Literal['Secret'], namespace: str, obj: Managed | client.V1Secret
@@ -494,6 +545,8 @@ class KubeObjects:
         """Delete exactly the object that was read: a same-named replacement answers 409."""
         name = _name(obj)
         options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=_uid(obj)))
+        if kind != 'Secret':  # Secrets are not watched
+            self._wrote(kind, namespace, name, f'deleted:{_uid(obj)}')
         with translated(f'delete {kind} {namespace}/{name}'):
             try:
                 if kind == 'ServiceAccount':
@@ -506,6 +559,23 @@ class KubeObjects:
                     self.core.delete_namespaced_secret(name, namespace, body=options)
             except ApiException as e:
                 if e.status != 404:  # already gone is what was wanted
+                    raise
+
+    def delete_binding(self, binding: BindingRef) -> None:
+        """Delete a binding outside Tenure that grants a managed ServiceAccount (only with
+        --remove-unexpected-bindings); a binding replaced since it was seen answers 409."""
+        options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=binding.uid))
+        where = f'{binding.namespace}/' if binding.namespace else ''
+        with translated(f'delete {binding.kind} {where}{binding.name}'):
+            try:
+                if binding.kind == 'ClusterRoleBinding':
+                    self.rbac.delete_cluster_role_binding(binding.name, body=options)
+                else:
+                    self.rbac.delete_namespaced_role_binding(
+                        binding.name, binding.namespace, body=options
+                    )
+            except ApiException as e:
+                if e.status != 404:
                     raise
 
     # -- revocation ------------------------------------------------------------------------
@@ -682,6 +752,7 @@ class KubeObjects:
             role_kind=binding.role_ref.kind,
             role_name=binding.role_ref.name,
             service_accounts=accounts,
+            other_subjects=len(binding.subjects or []) - len(accounts),
         )
 
 

@@ -130,6 +130,8 @@ class BindingRecord(ObjectRecord):
     role_name: str = ''
     service_accounts: tuple[tuple[str, str], ...] = ()
     """(namespace, name) of each ServiceAccount subject."""
+    other_subjects: int = 0
+    """Subjects that are not ServiceAccounts (users, groups)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,6 +14,8 @@ class ConditionType(StrEnum):
     """The Kubernetes and Vault objects exist as desired."""
     EXPIRING_SOON = 'ExpiringSoon'
     """The expiry is within the warning lead (default 7 days)."""
+    UNEXPECTED_BINDINGS = 'UnexpectedBindings'
+    """True while bindings Tenure did not make grant the ServiceAccount other roles (issue #6)."""
 
 
 class Reason(StrEnum):
@@ -43,3 +45,8 @@ class Reason(StrEnum):
     # Events only
     OWNER_CHANGED = 'OwnerChanged'
     SECRET_ROTATED = 'SecretRotated'
+    DRIFT_REPAIRED = 'DriftRepaired'
+    """A managed object changed outside Tenure was put back (issue #6)."""
+    UNEXPECTED_BINDING = 'UnexpectedBinding'
+    NO_UNEXPECTED_BINDINGS = 'NoUnexpectedBindings'
+    """A binding outside Tenure grants a managed ServiceAccount (issue #6)."""
