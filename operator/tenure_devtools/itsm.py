@@ -103,8 +103,12 @@ class FakeItsm:
 
         self.port = free_port()
         self._server = http.server.ThreadingHTTPServer(('127.0.0.1', self.port), Handler)
+        # A short poll interval: stop() waits for the loop to notice, once per test.
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=type(self).__name__, daemon=True
+            target=self._server.serve_forever,
+            kwargs={'poll_interval': 0.05},
+            name=type(self).__name__,
+            daemon=True,
         )
         self._thread.start()
 
