@@ -133,6 +133,8 @@ class ServingCertificate:
         self.key_file = key_file
         self._digest = self._files_digest()
         self._current = self._load()
+        # The listening context carries the certificate too: it is what a handshake would get if
+        # the callback did not run. Each handshake gets `_current` from the callback.
         self.context = self._load()
         self.context.sni_callback = self._select
 
