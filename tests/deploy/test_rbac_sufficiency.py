@@ -220,6 +220,36 @@ def _failed_provisioning(obj: Obj) -> bool:
     )
 
 
+def _ticket_source(stack: Stack) -> None:
+    """A TicketSource no identity cites, with its credentials in the operator's namespace: the
+    operator lists and watches TicketSources and reads those credentials on each poll."""
+    stack.core.create_namespaced_secret(
+        OPERATOR_NAMESPACE,
+        {
+            'metadata': {'name': 'itsm-credentials'},
+            'data': {'token': base64.b64encode(b'not-a-real-token').decode()},
+        },
+    )
+    stack.custom.create_cluster_custom_object(
+        'tenure.dev',
+        'v1alpha1',
+        'ticketsources',
+        {
+            'apiVersion': 'tenure.dev/v1alpha1',
+            'kind': 'TicketSource',
+            'metadata': {'name': 'itsm-rbac'},
+            'spec': {
+                'type': 'servicenow',
+                'url': 'https://itsm.invalid',
+                'credentialsSecretRef': {
+                    'name': 'itsm-credentials',
+                    'namespace': OPERATOR_NAMESPACE,
+                },
+            },
+        },
+    )
+
+
 @pytest.fixture(scope='module')
 def observed(install: Install, tmp_path_factory: pytest.TempPathFactory) -> Observed:
     """The operator's lifecycle and the refused tickets, run once for the module's tests."""
@@ -234,6 +264,7 @@ def observed(install: Install, tmp_path_factory: pytest.TempPathFactory) -> Obse
         args=['--leader-election', '--leader-election-namespace', OPERATOR_NAMESPACE],
         log_dir=tmp_path_factory.mktemp('operator'),
     )
+    _ticket_source(stack)
     try:
         operator.start()
         # Joiner: rules inside the ceiling (all of it: get, list and watch on one ConfigMap),
@@ -362,6 +393,7 @@ def test_every_verb_and_resource_deploy_grants_is_used(
         'tenure-bindable',
         'tenure-token-secrets',
         'tenure-leader-election',
+        'tenure-itsm-credentials',
     }
     used: dict[RuleKey, set[Grant]] = {key: set() for key in granted}
     for decision in observed.decisions:
