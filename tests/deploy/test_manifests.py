@@ -260,9 +260,11 @@ OPERATOR_GRANTS = {
     ('tenure.dev', 'ticketsources'): {'list', 'watch'},
     ('apiextensions.k8s.io', 'customresourcedefinitions'): {'list', 'watch'},
     ('', 'namespaces'): {'get'},
-    ('', 'serviceaccounts'): {'get', 'list', 'create', 'patch', 'delete'},
-    (RBAC, 'roles'): {'get', 'list', 'create', 'patch', 'delete'},
-    (RBAC, 'rolebindings'): {'get', 'list', 'create', 'patch', 'delete'},
+    ('', 'serviceaccounts'): {'get', 'list', 'watch', 'create', 'patch', 'delete'},
+    (RBAC, 'roles'): {'get', 'list', 'watch', 'create', 'patch', 'delete'},
+    (RBAC, 'rolebindings'): {'get', 'list', 'watch', 'create', 'patch', 'delete'},
+    # Read only: bindings outside Tenure that grant a managed ServiceAccount (issue #6).
+    (RBAC, 'clusterrolebindings'): {'list', 'watch'},
     ('', 'events'): {'create'},
 }
 
