@@ -25,8 +25,10 @@ from tenure.api.v1alpha1 import (
     CROSS_FIELD_PATHS,
     KIND,
     POLICY_KIND,
+    SOURCE_KIND,
     IdentityPolicy,
     ServiceIdentity,
+    TicketSource,
 )
 from tenure.domain.guardrails import Policy, Target, evaluate, policy_from
 
@@ -199,9 +201,14 @@ def validate_object(
                 'NotAnObject',
             )
         ]
-    if obj.get('apiVersion') == API_VERSION and obj.get('kind') == POLICY_KIND:
+    other_models: dict[str, type[IdentityPolicy | TicketSource]] = {
+        POLICY_KIND: IdentityPolicy,
+        SOURCE_KIND: TicketSource,
+    }
+    model = other_models.get(obj.get('kind', '')) if obj.get('apiVersion') == API_VERSION else None
+    if model is not None:
         try:
-            IdentityPolicy.model_validate(obj)
+            model.model_validate(obj)
         except ValidationError as e:
             return validation_problems(e)
         return []
@@ -313,7 +320,7 @@ def _is_tenure_kind(data: Any) -> bool:
     return (
         isinstance(data, dict)
         and data.get('apiVersion') == API_VERSION
-        and data.get('kind') in (KIND, POLICY_KIND)
+        and data.get('kind') in (KIND, POLICY_KIND, SOURCE_KIND)
     )
 
 

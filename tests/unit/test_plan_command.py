@@ -34,7 +34,10 @@ def test_the_examples_plan_cleanly_and_other_kinds_are_skipped() -> None:
         'offline (--offline)',
         False,
     )
-    assert [s['kind'] for s in doc['skipped']] == ['IdentityPolicy (tenure.dev/v1alpha1)']
+    assert [s['kind'] for s in doc['skipped']] == [
+        'IdentityPolicy (tenure.dev/v1alpha1)',
+        'TicketSource (tenure.dev/v1alpha1)',
+    ]
     assert {p['name']: p['phase'] for p in doc['plans']} == {
         'ledger-sync': 'Active',
         'report-builder': 'Pending',
