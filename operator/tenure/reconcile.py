@@ -102,12 +102,29 @@ class Note:
 
 
 @dataclasses.dataclass(frozen=True)
+class TokenRefresh:
+    """The next shortening of an Active identity's Vault token TTL (see `plan_token_ttl`).
+
+    Near the expiry the TTL halves at each refresh, so they come ever closer together: a full
+    reconcile each time would load both APIs most just when the expiries are due. A refresh
+    is one Vault role write, done from what the last reconcile found (`Reconciler.refresh`).
+    """
+
+    identity: Identity
+    ttl_seconds: int
+    """The token TTL the role was given last."""
+    at: datetime
+
+
+@dataclasses.dataclass(frozen=True)
 class Outcome:
     status: ServiceIdentityStatus
     decision: Decision
     events: tuple[Note, ...] = ()
     next_deadline: datetime | None = None
-    """When to reconcile again even if nothing changes (expiry, token TTL refresh)."""
+    """When to reconcile again even if nothing changes (expiry, warning, rotation)."""
+    token_refresh: TokenRefresh | None = None
+    """When to shorten the Vault token TTL next, without a reconcile (Active identities)."""
     violations: tuple[Violation, ...] = ()
     """The guardrail violations found (for metrics)."""
     repairs: tuple[Repair, ...] = ()
@@ -282,6 +299,23 @@ class Reconciler:
         if not isinstance(decision, Converge):
             self.vault_expected.pop((obj.names.namespace, obj.names.name), None)
         return outcome
+
+    def refresh(self, due: TokenRefresh) -> TokenRefresh | None:
+        """Shorten the identity's Vault token TTL as planned; returns the next refresh (None
+        once the expiry comes first). Called only for an identity that is still Active, with
+        no reconcile of it running (see `Runtime.refresh_key`)."""
+        identity = due.identity
+        now = self.clock()
+        if now >= identity.expires_at:
+            return None  # the expiry's reconcile revokes it
+        plan = plan_token_ttl(
+            now, identity.expires_at, due.ttl_seconds, self.settings.max_token_ttl
+        )
+        if plan.write:
+            self.vault.ensure_role(vault_role(identity, plan.ttl_seconds))
+        if plan.next_refresh >= identity.expires_at:
+            return None
+        return TokenRefresh(identity, plan.ttl_seconds, plan.next_refresh)
 
     @staticmethod
     def _recorded(obj: _Object, outcome: Outcome, now: datetime) -> Outcome:
@@ -596,7 +630,7 @@ class Reconciler:
                     )
                 }
             )
-        deadlines = [decision.expires_at, ttl.next_refresh]
+        deadlines = [decision.expires_at]
         if warning.starts_at is not None:
             deadlines.append(warning.starts_at)
         spec = obj.observed.spec
@@ -608,6 +642,9 @@ class Reconciler:
             decision,
             tuple(events),
             next_deadline=min(deadlines),
+            token_refresh=TokenRefresh(identity, ttl.ttl_seconds, ttl.next_refresh)
+            if ttl.next_refresh < decision.expires_at
+            else None,
             repairs=tuple(repairs),
         )
 

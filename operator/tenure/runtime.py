@@ -39,7 +39,7 @@ from tenure.errors import PermanentError, TenureError, TransientError
 from tenure.limits import PriorityGate, urgent
 from tenure.metrics import Metrics
 from tenure.ports import KubernetesPort
-from tenure.reconcile import Outcome, ReconcileFailed, Reconciler
+from tenure.reconcile import Outcome, ReconcileFailed, Reconciler, TokenRefresh
 from tenure.scheduler import DeadlineScheduler, Key
 from tenure.ticketing import TicketPoller
 
@@ -93,8 +93,11 @@ class Runtime:
         self.scheduler = DeadlineScheduler(
             self._on_deadline, clock=clock, concurrency=SCHEDULER_THREADS_PER_SLOT * max_in_flight
         )
+        self.refresher = DeadlineScheduler(self._on_refresh, clock=clock, concurrency=max_in_flight)
+        """Vault token TTL refreshes: one role write each, not a reconcile (`TokenRefresh`)."""
+        self._refreshes: dict[Key, TokenRefresh] = {}
         self._threads = concurrent.futures.ThreadPoolExecutor(
-            SCHEDULER_THREADS_PER_SLOT * max_in_flight, thread_name_prefix='tenure-deadline'
+            (SCHEDULER_THREADS_PER_SLOT + 1) * max_in_flight, thread_name_prefix='tenure-deadline'
         )
         """The scheduler's own threads: asyncio's default executor has only CPUs + 4 of them,
         and kopf shares it."""
@@ -196,6 +199,7 @@ class Runtime:
                 self._expiries[key] = status.expires_at
             else:
                 self._drop_expiry(key)
+            self._plan_refresh(key, outcome.token_refresh if status.phase is Phase.ACTIVE else None)
             revocation = status.revocation
             if isinstance(outcome.decision, Revoke) and outcome.finished and revocation:
                 self.metrics.revocations.labels(outcome.decision.reason.value).inc()
@@ -210,6 +214,36 @@ class Runtime:
             self.scheduler.schedule(key, deadline)
             return outcome
 
+    def _plan_refresh(self, key: Key, due: TokenRefresh | None) -> None:
+        if due is None:
+            self._refreshes.pop(key, None)
+        else:
+            self._refreshes[key] = due
+        self.refresher.schedule(key, None if due is None else due.at)
+
+    def refresh_key(self, key: Key) -> None:
+        """Shorten the Vault token TTL of an identity still Active, as its last reconcile
+        planned. Serialised with its reconciles: one that revoked it has dropped the plan, so a
+        refresh never writes a role back after a revocation."""
+        with self._exclusive(key):
+            due = self._refreshes.get(key)
+            if due is None or due.at > self.clock():
+                return
+            try:
+                # Urgent: a late refresh lets tokens issued meanwhile outlive the expiry.
+                with urgent():
+                    following = self.reconciler.refresh(due)
+            except TenureError as e:
+                # The reconcile knows how to report and retry a failure: let it do this one.
+                log.warning('%s/%s: token TTL refresh failed: %s', *key, e)
+                self._plan_refresh(key, None)
+                self.scheduler.schedule(key, self.clock())
+                return
+            self._plan_refresh(key, following)
+
+    async def _on_refresh(self, key: Key) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._threads, self.refresh_key, key)
+
     def close(self) -> None:
         """Stop the scheduler's threads (deadline reconciles in flight finish first)."""
         self._threads.shutdown(wait=True, cancel_futures=True)
@@ -219,6 +253,7 @@ class Runtime:
         self.metrics.reconciles.labels('transient_error' if transient else 'permanent_error').inc()
         if isinstance(failure.outcome.decision, Revoke):
             self.metrics.revocation_failures.inc()
+            self._plan_refresh(key, None)  # half revoked: no role may be written back
         self.metrics.phases.set(key, failure.outcome.status.phase)
         attempt = self._failures.get(key, 0) + 1
         self._failures[key] = attempt
@@ -238,6 +273,7 @@ class Runtime:
 
     def _forget(self, key: Key) -> None:
         self._drop_expiry(key)
+        self._plan_refresh(key, None)
         self.scheduler.schedule(key, None)
         self._known.discard(key)
         self.metrics.phases.set(key, None)
@@ -341,6 +377,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=registry)
     async def start_scheduler(**_: Any) -> None:
         tasks.append(asyncio.create_task(runtime.scheduler.run(), name='tenure-deadlines'))
+        tasks.append(asyncio.create_task(runtime.refresher.run(), name='tenure-token-ttls'))
         if runtime.tickets is not None:
             tasks.append(asyncio.create_task(runtime.tickets.run(), name='tenure-tickets'))
 

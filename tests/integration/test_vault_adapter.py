@@ -203,6 +203,35 @@ def test_role_is_rewritten_when_its_ttl_changes(
     assert material.role_token_ttl(workload.role.name) == 120
 
 
+def test_reads_repeated_within_one_reconcile_ask_vault_once_until_a_write(
+    openbao: OpenBaoDevServer, workload: Workload
+) -> None:
+    sent: list[str] = []
+    material = VaultMaterial(
+        openbao.client(),
+        auth_mount=AUTH_MOUNT,
+        clock=lambda: NOW,
+        observe=lambda op, _result: sent.append(op),
+    )
+    material.ensure_role(workload.role)
+    sent.clear()
+    with material.memoised_reads():
+        # The three looks a reconcile takes at the role: one request.
+        material.role_subject(workload.role.name)
+        material.role_token_ttl(workload.role.name)
+        assert material.ensure_role(workload.role) is False
+        assert sent == ['read']
+        material.delete_role(workload.role.name)
+        # After a write, the next read is Vault's answer, not the memory of the role.
+        assert material.role_token_ttl(workload.role.name) is None
+        assert sent == ['read', 'delete', 'read']
+    material.ensure_role(workload.role)
+    sent.clear()
+    material.role_token_ttl(workload.role.name)
+    material.role_token_ttl(workload.role.name)
+    assert sent == ['read', 'read'], 'outside the block every read asks Vault'
+
+
 @pytest.mark.parametrize(
     'drift',
     [

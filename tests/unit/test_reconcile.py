@@ -97,7 +97,31 @@ def test_an_approved_identity_becomes_active_with_its_objects(harness: Harness) 
         ('RoleBinding', 'tenure-settlement-exporter'),
     }
     assert [e[1] for e in harness.kube.events] == ['Provisioned']
-    assert outcome.next_deadline == T0 + timedelta(hours=1), 'the token TTL refresh comes first'
+    assert outcome.token_refresh is not None
+    assert outcome.token_refresh.at == T0 + timedelta(hours=1), 'the token TTL stays at 1h'
+    assert outcome.next_deadline == T0 + timedelta(days=30), 'the scheduled secret rotation'
+
+
+def test_near_the_expiry_a_token_ttl_refresh_is_one_role_write_and_halves_the_ttl(
+    harness: Harness,
+) -> None:
+    expires = datetime(2027, 2, 15, tzinfo=UTC)
+    harness.now = expires - timedelta(minutes=2)
+    due = harness.run().token_refresh
+    assert due is not None
+    assert (due.ttl_seconds, due.at) == (60, expires - timedelta(minutes=1))
+    harness.calls.clear()
+    harness.now = due.at
+    following = harness.reconciler.refresh(due)
+    assert harness.calls == ['vault.role tenure-payments-settlement-exporter ttl=30']
+    assert following is not None
+    assert (following.ttl_seconds, following.at) == (30, expires - timedelta(seconds=30))
+    # Tokens issued up to that refresh end by the expiry; at the expiry there is none left.
+    assert following.at + timedelta(seconds=following.ttl_seconds) <= expires
+    harness.now = expires
+    harness.calls.clear()
+    assert harness.reconciler.refresh(following) is None
+    assert harness.calls == [], 'the expiry revokes it: no role is written'
 
 
 def test_running_again_changes_nothing_and_writes_nothing(harness: Harness) -> None:
@@ -274,7 +298,7 @@ def test_expiring_soon_is_a_condition_and_one_warning_event_per_approval(harness
     harness.now = datetime(2027, 2, 1, tzinfo=UTC)  # more than 7 days before 2027-02-15
     outcome = harness.run()
     assert harness.condition('ExpiringSoon')['status'] == 'False'
-    assert outcome.next_deadline == datetime(2027, 2, 1, 1, tzinfo=UTC), 'TTL refresh first'
+    assert outcome.next_deadline == datetime(2027, 2, 8, tzinfo=UTC), 'the warning is next'
     harness.now = datetime(2027, 2, 10, tzinfo=UTC)
     harness.run()
     expiring = harness.condition('ExpiringSoon')
