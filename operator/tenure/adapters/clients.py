@@ -18,6 +18,8 @@ from typing import Any
 
 import hvac
 import kubernetes
+import requests
+import requests.adapters
 
 from tenure.adapters.kubernetes import KubeObjects
 from tenure.adapters.vault import VaultMaterial, translated
@@ -80,7 +82,10 @@ class RateLimitedApiClient(kubernetes.client.ApiClient):
 
 
 def kubernetes_api(
-    kubeconfig: str | None, limiter: Callable[[], None] | None = None
+    kubeconfig: str | None,
+    limiter: Callable[[], None] | None = None,
+    *,
+    connections: int | None = None,
 ) -> kubernetes.client.ApiClient:
     """In-cluster config inside a pod, else the kubeconfig (explicit, $KUBECONFIG or ~/.kube)."""
     configuration = kubernetes.client.Configuration()
@@ -95,6 +100,8 @@ def kubernetes_api(
             )
     except (kubernetes.config.ConfigException, OSError) as e:
         raise PermanentError(f'cannot load Kubernetes configuration: {e}') from None
+    if connections is not None:
+        configuration.connection_pool_maxsize = connections
     if limiter is not None:
         return RateLimitedApiClient(configuration, limiter)
     return kubernetes.client.ApiClient(configuration)
@@ -138,11 +145,27 @@ class VaultLogin:
                 self.login()
 
 
-def vault_client(config: VaultConfig) -> hvac.Client:
+def vault_client(config: VaultConfig, *, connections: int = 10) -> hvac.Client:
     verify: bool | str = config.ca_cert or not config.skip_verify
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_maxsize=connections)
+    session.mount('https://', adapter)
+    session.mount('http://', adapter)
     return hvac.Client(
-        url=config.addr, token=config.token, namespace=config.namespace, verify=verify, timeout=30
+        url=config.addr,
+        token=config.token,
+        namespace=config.namespace,
+        verify=verify,
+        timeout=30,
+        session=session,
     )
+
+
+def connections_for(config: OperatorConfig) -> int:
+    """Keep-alive connections per backend: one per thread that may send a request at once
+    (reconciles in flight, token TTL refreshes, a few of kopf's), so none is opened and
+    discarded for each request under load ("Connection pool is full")."""
+    return 2 * config.max_workers + 4
 
 
 def connect(
@@ -152,9 +175,13 @@ def connect(
 ) -> tuple[KubeObjects, VaultMaterial, VaultLogin]:
     """Build the adapters, log in to Vault, and check both ends are ready (fail fast)."""
     kube_limit = TokenBucket(config.kube_qps, config.kube_burst)
-    kube = KubeObjects(kubernetes_api(config.kubeconfig, kube_limit.acquire), clock=clock)
+    connections = connections_for(config)
+    kube = KubeObjects(
+        kubernetes_api(config.kubeconfig, kube_limit.acquire, connections=connections),
+        clock=clock,
+    )
     kube.check_ready()
-    client = vault_client(config.vault)
+    client = vault_client(config.vault, connections=connections)
     login = VaultLogin(client, config.vault, config.auth_mount)
     login.login()
     vault_limit = TokenBucket(config.vault_qps, config.vault_burst)
