@@ -257,9 +257,16 @@ class KubeObjects:
         }
 
     def list_ticket_sources(self) -> list[dict[str, Any]]:
-        """Every TicketSource (cluster-scoped)."""
+        """Every TicketSource (cluster-scoped); none when the CRD is not installed (then none can
+        exist). Any other failure is raised: starting without them would judge identities that
+        cite one on their manifest alone."""
         with translated('list TicketSources'):
-            listed = self.custom.list_cluster_custom_object(GROUP, VERSION, SOURCE_PLURAL)
+            try:
+                listed = self.custom.list_cluster_custom_object(GROUP, VERSION, SOURCE_PLURAL)
+            except ApiException as e:
+                if e.status == 404:
+                    return []
+                raise
         return list(cast(dict[str, Any], listed).get('items', []))
 
     def list_identities(self, namespace: str | None = None) -> list[dict[str, Any]]:
