@@ -100,6 +100,7 @@ def build_runtime(config: OperatorConfig) -> Runtime:
         vault_interval=config.vault_resync,
         bindings=bindings,
         list_bindings=kube.list_bindings,
+        is_identity=runtime.knows,
     )
     reconciler.ticket_sources = tickets.source_view
     # Known before the first reconcile, so no identity is judged on its manifest alone first.

@@ -31,7 +31,13 @@ from typing import Any, Final, Protocol
 import kopf
 
 from tenure.domain.desired import VaultRole
-from tenure.domain.drift import BindingRef, VaultExpectation, pace, unexpected_for
+from tenure.domain.drift import (
+    BindingRef,
+    VaultExpectation,
+    made_by_tenure_for,
+    pace,
+    unexpected_for,
+)
 from tenure.domain.inventory import BindingRecord
 from tenure.domain.names import IDENTITY_LABEL, MANAGED_BY, MANAGED_BY_LABEL
 from tenure.errors import TenureError
@@ -135,13 +141,15 @@ class BindingIndex:
         self.synced = True
 
     def update(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> set[Key]:
-        """Apply a watch event; return the identities whose bindings it may change."""
+        """Apply a watch event; return the ServiceAccounts (namespace, name) for which it adds or
+        removes a binding outside Tenure. An event that changes nothing the index holds (a
+        re-list, a status-free update) and Tenure's own bindings return nothing."""
         meta = body.get('metadata') or {}
         namespace = str(meta.get('namespace') or '') if kind == 'RoleBinding' else ''
         ident = (kind, namespace, str(meta.get('name') or ''))
         with self._lock:
             before = self._bindings.get(ident)
-        touched = set(before[0].service_accounts) if before else set()
+        touched = _outside_tenure(before)
         if event_type == 'DELETED':
             self._remove(ident)
             return touched
@@ -161,8 +169,11 @@ class BindingIndex:
             service_accounts=accounts,
             other_subjects=len(subjects) - len(accounts),
         )
-        self._put(ref, dict(meta.get('labels') or {}))
-        return touched | set(accounts)
+        labels = dict(meta.get('labels') or {})
+        if before == (ref, labels):
+            return set()
+        self._put(ref, labels)
+        return touched | _outside_tenure((ref, labels))
 
     def _put(self, ref: BindingRef, labels: Mapping[str, str]) -> None:
         ident = (ref.kind, ref.namespace, ref.name)
@@ -195,6 +206,16 @@ class BindingIndex:
         return unexpected_for(key, found)
 
 
+def _outside_tenure(entry: tuple[BindingRef, Mapping[str, str]] | None) -> set[Key]:
+    """The ServiceAccounts a binding grants that Tenure did not make it for."""
+    if entry is None:
+        return set()
+    binding, labels = entry
+    return {
+        k for k in binding.service_accounts if not made_by_tenure_for(labels, binding.namespace, k)
+    }
+
+
 class DriftWatch:
     """The kopf handlers and the Vault loop; `register` adds them to an operator's registry."""
 
@@ -208,8 +229,12 @@ class DriftWatch:
         vault_interval: timedelta | None,
         bindings: BindingIndex | None = None,
         list_bindings: Callable[[], list[BindingRecord]] | None = None,
+        is_identity: Callable[[Key], bool] = lambda _key: True,
     ) -> None:
         self.request_reconcile = request_reconcile
+        self.is_identity = is_identity
+        """Whether a ServiceAccount (namespace, name) is a known identity's: a binding of any
+        other ServiceAccount costs nothing."""
         self.own_write = own_write
         self.expected = expected
         self.vault = vault
@@ -254,7 +279,7 @@ class DriftWatch:
         if self.bindings is None:
             return
         for key in self.bindings.update(kind, event_type, body):
-            if event_type is not None or self.bindings.synced:
+            if self.bindings.synced and self.is_identity(key):
                 self.request_reconcile(key)
 
     def register(self, registry: kopf.OperatorRegistry, settings: kopf.OperatorSettings) -> None:

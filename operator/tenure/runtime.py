@@ -150,6 +150,10 @@ class Runtime:
                 self.scheduler.schedule(key, self.clock())
         return True
 
+    def knows(self, key: Key) -> bool:
+        """Whether `key` is an identity this runtime has reconciled and not forgotten."""
+        return key in self._known
+
     @contextlib.contextmanager
     def _exclusive(self, key: Key) -> Iterator[None]:
         with self._locks_guard:

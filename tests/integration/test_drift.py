@@ -14,14 +14,18 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import kubernetes
 import pytest
 from kubernetes.client.exceptions import ApiException
 
 from tenure.adapters.kubernetes import KubeObjects
+from tenure.api.v1alpha1 import Owner, PolicyRule, Scope
+from tenure.domain.desired import Identity, kubernetes_objects
+from tenure.domain.names import IdentityNames
 from tenure.inventory_scan import counts, scan
 from tenure_devtools.openbao import OpenBaoDevServer
 from tenure_devtools.operator_process import OperatorProcess
@@ -449,3 +453,56 @@ def test_the_inventory_gauges_count_managed_leaked_and_unmanaged_identities(
         )
 
     until('the gauges of a scan after the seeding', exported)
+
+
+# -- the adapter's own writes, as the watches see them ------------------------------------------
+
+
+def _events(list_call: Callable[..., Any], ns: str, since: str, count: int) -> list[Any]:
+    """The first `count` watch events after resourceVersion `since` (bounded by a timeout)."""
+    found = []
+    stream = kubernetes.watch.Watch()
+    for event in stream.stream(list_call, ns, resource_version=since, timeout_seconds=10):
+        found.append(event)
+        if len(found) == count:
+            stream.stop()
+    return found
+
+
+def test_the_adapter_recognises_the_watch_events_of_its_own_writes_once(stack: Stack) -> None:
+    """A watch event carries the object at the write's resourceVersion, and a DELETED event the
+    object's last state, uid included (https://kubernetes.io/docs/reference/using-api/api-concepts/#efficient-detection-of-changes):
+    what the adapter needs to tell its own writes from anyone else's."""
+    ns = stack.namespace(f'drift-{uuid.uuid4().hex[:8]}')
+    kube = KubeObjects(stack.api, clock=lambda: datetime.now(UTC))
+    names = IdentityNames(ns, 'api')
+    identity = Identity(
+        names=names,
+        uid='',
+        ticket_id='CHG1',
+        owner=Owner(team='payments', contact='payments@example.com'),
+        scope=Scope(rules=[PolicyRule(api_groups=[''], resources=['configmaps'], verbs=['get'])]),
+        expires_at=datetime.now(UTC) + timedelta(days=1),
+    )
+    desired = kubernetes_objects(identity)
+    for manifest in desired:
+        manifest['metadata'].pop('ownerReferences')  # no ServiceIdentity: nothing to collect it
+    since = stack.core.list_namespaced_service_account(ns).metadata.resource_version
+    kube.apply(names, desired)
+    [created] = _events(stack.core.list_namespaced_service_account, ns, since, 1)
+    version = created['object'].metadata.resource_version
+    assert kube.own_write('ServiceAccount', ns, 'api', version)
+    assert not kube.own_write('ServiceAccount', ns, 'api', version), 'recognised once'
+
+    since = version
+    stack.core.patch_namespaced_service_account('api', ns, {'metadata': {'labels': {'x': 'y'}}})
+    [theirs] = _events(stack.core.list_namespaced_service_account, ns, since, 1)
+    assert not kube.own_write(
+        'ServiceAccount', ns, 'api', theirs['object'].metadata.resource_version
+    )
+
+    since = stack.rbac.list_namespaced_role(ns).metadata.resource_version
+    kube.delete_all(names)
+    [deleted] = _events(stack.rbac.list_namespaced_role, ns, since, 1)
+    assert deleted['type'] == 'DELETED'
+    assert kube.own_write('Role', ns, 'tenure-api', f'deleted:{deleted["object"].metadata.uid}')

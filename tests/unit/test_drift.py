@@ -253,9 +253,41 @@ def test_the_binding_index_answers_per_service_account_and_follows_events() -> N
         'subjects': [{'kind': 'ServiceAccount', 'name': NAME}],
     }
     assert index.update('RoleBinding', 'ADDED', local) == {(NS, NAME)}
+    assert index.update('RoleBinding', None, local) == set(), 'a re-list that changes nothing'
     assert index.update('RoleBinding', 'DELETED', local) == {(NS, NAME)}
+    ours_event = {
+        'metadata': {'name': f'tenure-{NAME}', 'namespace': NS, 'labels': dict(ours.labels)},
+        'roleRef': {'kind': 'Role', 'name': f'tenure-{NAME}'},
+        'subjects': [{'kind': 'ServiceAccount', 'name': NAME, 'namespace': NS}],
+    }
+    assert index.update('RoleBinding', 'MODIFIED', ours_event) == set(), "Tenure's own binding"
     assert index.update('RoleBinding', 'DELETED', {'metadata': {'name': 'sneaky', 'namespace': NS}})
     assert [b.name for b in index.unexpected((NS, NAME)) or []] == ['crb']
+
+
+def test_only_bindings_of_known_identities_ask_for_a_reconcile() -> None:
+    index = BindingIndex()
+    index.load([])
+    requested: list[tuple[str, str]] = []
+    drift = DriftWatch(
+        request_reconcile=requested.append,
+        own_write=lambda *_: False,
+        expected={},
+        vault=None,
+        vault_interval=None,
+        bindings=index,
+        is_identity=lambda key: key == (NS, NAME),
+    )
+    body = {
+        'metadata': {'name': 'b', 'namespace': NS},
+        'roleRef': {'kind': 'ClusterRole', 'name': 'edit'},
+        'subjects': [
+            {'kind': 'ServiceAccount', 'name': NAME},
+            {'kind': 'ServiceAccount', 'name': 'default'},
+        ],
+    }
+    drift.binding_event('RoleBinding', 'ADDED', body)
+    assert requested == [(NS, NAME)]
 
 
 # -- the watch events --------------------------------------------------------------------------
