@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from tenure.api.v1alpha1 import Owner, Scope
+from tenure.cli import _build_parser
+from tenure.config import ConfigError, OperatorConfig, parse_run_config
 from tenure.domain.desired import Identity, VaultRole, vault_policy
 from tenure.domain.drift import (
     BindingRef,
@@ -479,3 +481,44 @@ def test_the_pace_fills_the_interval() -> None:
     assert pace(4, timedelta(minutes=5)) == 75
     assert pace(0, timedelta(seconds=2)) == 2
     assert pace(10**9, timedelta(seconds=1)) == 0.001
+
+
+# -- the flags ---------------------------------------------------------------------------------
+
+
+def run_config(*argv: str) -> OperatorConfig:
+    args = _build_parser().parse_args(['run', *argv])
+    return parse_run_config(args, {'VAULT_ADDR': 'http://127.0.0.1:8200', 'VAULT_TOKEN': 'root'})
+
+
+@pytest.mark.parametrize(
+    ('argv', 'resync', 'inventory', 'remove'),
+    [
+        pytest.param((), timedelta(minutes=5), timedelta(minutes=5), False, id='defaults'),
+        pytest.param(
+            ('--vault-resync', '0', '--inventory-interval', '0'), None, None, False, id='zero-off'
+        ),
+        pytest.param(
+            ('--vault-resync', '90s', '--remove-unexpected-bindings'),
+            timedelta(seconds=90),
+            timedelta(minutes=5),
+            True,
+            id='set',
+        ),
+    ],
+)
+def test_the_drift_and_inventory_flags(
+    argv: tuple[str, ...],
+    resync: timedelta | None,
+    inventory: timedelta | None,
+    remove: bool,
+) -> None:
+    config = run_config(*argv)
+    assert config.vault_resync == resync
+    assert config.inventory_interval == inventory
+    assert config.remove_unexpected_bindings is remove
+
+
+def test_a_resync_that_is_no_duration_is_refused() -> None:
+    with pytest.raises(ConfigError, match='--vault-resync'):
+        run_config('--vault-resync', 'often')
