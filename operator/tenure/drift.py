@@ -197,6 +197,16 @@ class BindingIndex:
                     if not idents:
                         del self._by_subject[account]
 
+    def relevant(self, kind: str, body: Mapping[str, Any]) -> bool:
+        """Whether an event about this binding can change the index: it names a ServiceAccount,
+        or it did when last seen."""
+        if any(s.get('kind') == 'ServiceAccount' for s in body.get('subjects') or []):
+            return True
+        meta = body.get('metadata') or {}
+        namespace = str(meta.get('namespace') or '') if kind == 'RoleBinding' else ''
+        with self._lock:
+            return (kind, namespace, str(meta.get('name') or '')) in self._bindings
+
     def unexpected(self, key: Key) -> list[BindingRef] | None:
         """Bindings outside Tenure granting the identity's ServiceAccount; None before sync."""
         if not self.synced:
@@ -331,6 +341,16 @@ class DriftWatch:
             self.managed_object_event(kind, type, body)
 
     def _on_binding(self, registry: kopf.OperatorRegistry, kind: str, plural: str) -> None:
-        @kopf.on.event(RBAC, 'v1', plural, id=f'bindings-{plural}', registry=registry)
+        index = self.bindings
+        assert index is not None
+
+        def relevant(*, body: kopf.Body, **_: Any) -> bool:
+            # Filtered before the handler runs (kopf logs every handler it runs): most bindings
+            # of a cluster grant no ServiceAccount and were never indexed.
+            return index.relevant(kind, body)
+
+        @kopf.on.event(
+            RBAC, 'v1', plural, id=f'bindings-{plural}', when=relevant, registry=registry
+        )
         def changed(*, type: str | None, body: kopf.Body, **_: Any) -> None:
             self.binding_event(kind, type, body)

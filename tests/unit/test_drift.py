@@ -522,3 +522,19 @@ def test_the_drift_and_inventory_flags(
 def test_a_resync_that_is_no_duration_is_refused() -> None:
     with pytest.raises(ConfigError, match='--vault-resync'):
         run_config('--vault-resync', 'often')
+
+
+def test_only_binding_events_that_can_change_the_index_reach_the_handler() -> None:
+    index = BindingIndex()
+    index.load([record('sneaky', (NS, NAME))])
+    users_only = {
+        'metadata': {'name': 'humans', 'namespace': NS},
+        'subjects': [{'kind': 'User', 'name': 'alice'}],
+    }
+    assert not index.relevant('RoleBinding', users_only)
+    assert index.relevant(
+        'RoleBinding', {**users_only, 'metadata': {'name': 'sneaky', 'namespace': NS}}
+    )
+    assert index.relevant(
+        'ClusterRoleBinding', {'metadata': {'name': 'x'}, 'subjects': [{'kind': 'ServiceAccount'}]}
+    )
