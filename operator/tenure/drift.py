@@ -96,8 +96,8 @@ async def vault_resync(
             await sleep(gap)
         for key, wanted in snapshot:
             await sleep(gap)
-            if expected.get(key) is not wanted:
-                continue  # reconciled (or revoked) since: its new state is checked next pass
+            if expected.get(key) != wanted:
+                continue  # converged to something else (or revoked) since: checked next pass
             try:
                 differs = await asyncio.to_thread(vault_differences, vault, wanted)
             except TenureError as e:

@@ -423,7 +423,11 @@ async def test_an_identity_reconciled_meanwhile_is_checked_at_the_next_pass() ->
     requested: list[tuple[str, str]] = []
 
     async def sleep(seconds: float) -> None:
-        expected[(NS, 'a')] = expectation('a')  # a new converge replaced it
+        # A converge since wrote a shorter TTL: what the snapshot holds is no longer wanted.
+        former = expected[(NS, 'a')]
+        expected[(NS, 'a')] = dataclasses.replace(
+            former, role=dataclasses.replace(former.role, ttl_seconds=60)
+        )
 
     await vault_resync(
         expected, vault, requested.append, timedelta(seconds=1), sleep=sleep, passes=1
