@@ -312,7 +312,13 @@ class Reconciler:
             now, identity.expires_at, due.ttl_seconds, self.settings.max_token_ttl
         )
         if plan.write:
-            self.vault.ensure_role(vault_role(identity, plan.ttl_seconds))
+            role = vault_role(identity, plan.ttl_seconds)
+            self.vault.ensure_role(role)
+            # The drift check compares the role with what Tenure last wrote: this is it now.
+            key = (identity.names.namespace, identity.names.name)
+            expected = self.vault_expected.get(key)
+            if expected is not None:
+                self.vault_expected[key] = dataclasses.replace(expected, role=role)
         if plan.next_refresh >= identity.expires_at:
             return None
         return TokenRefresh(identity, plan.ttl_seconds, plan.next_refresh)

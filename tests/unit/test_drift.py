@@ -542,3 +542,20 @@ def test_only_binding_events_that_can_change_the_index_reach_the_handler() -> No
     assert index.relevant(
         'ClusterRoleBinding', {'metadata': {'name': 'x'}, 'subjects': [{'kind': 'ServiceAccount'}]}
     )
+
+
+def test_a_token_ttl_refresh_between_reconciles_is_what_the_drift_check_expects(
+    active: Harness,
+) -> None:
+    """Near the expiry the TTL is shortened without a reconcile (`Reconciler.refresh`): neither
+    the Vault check nor the next reconcile may take Tenure's own write for drift."""
+    expires = datetime.fromisoformat(active.status['expiresAt'].replace('Z', '+00:00'))
+    active.now = expires - timedelta(minutes=2)
+    due = active.run().token_refresh
+    assert due is not None
+    active.now = due.at
+    assert active.reconciler.refresh(due) is not None
+    expected = active.reconciler.vault_expected[(NS, NAME)]
+    assert expected.role == active.vault.roles[ROLE], 'the refreshed role is the expected one'
+    assert active.run().repairs == ()
+    assert drift_events(active) == []
