@@ -362,6 +362,10 @@ def operator_settings(max_workers: int = 16) -> kopf.OperatorSettings:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
+    # After its own patch, kopf waits this long for the watch to show it before acting on the
+    # object again; past it, it acts on the older body and runs the creation handler again. A
+    # burst of thousands of objects delays watch events well past kopf's default of 5s.
+    settings.persistence.consistency_timeout = 60
     return settings
 
 
