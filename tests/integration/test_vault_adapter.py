@@ -594,6 +594,36 @@ def test_revoking_again_finds_nothing_more(
     assert material.revoke_issued_tokens(**scope) == 0
 
 
+def test_the_token_scan_looks_each_token_up_once_in_its_life(
+    openbao: OpenBaoDevServer, kube_auth: KubeAuth
+) -> None:
+    sent: list[str] = []
+    material = VaultMaterial(
+        openbao.client(),
+        auth_mount=AUTH_MOUNT,
+        clock=lambda: NOW,
+        observe=lambda op, _result: sent.append(op),
+    )
+    workload, neighbour = kube_auth.workload(), kube_auth.workload()
+    provision(material, workload)
+    provision(material, neighbour)
+    kube_auth.login(neighbour)
+    scope = {
+        'role': workload.role.name,
+        'namespace': workload.names.namespace,
+        'service_account': workload.names.service_account,
+    }
+    assert material.revoke_issued_tokens(**scope) == 0  # learns every token Vault holds
+    sent.clear()
+    assert material.revoke_issued_tokens(**scope) == 0
+    assert sent == ['list'], 'nothing new: one listing, no lookup'
+
+    kube_auth.login(workload)
+    sent.clear()
+    assert material.revoke_issued_tokens(**scope) == 1
+    assert sent == ['list', 'write', 'write'], 'one lookup of the new token, then its revocation'
+
+
 def test_disabled_entity_refuses_every_token_of_that_service_account(
     material: VaultMaterial, openbao: OpenBaoDevServer, kube_auth: KubeAuth
 ) -> None:

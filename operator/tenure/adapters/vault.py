@@ -250,6 +250,15 @@ def translated(action: str, *, carries_secrets: bool = False) -> Iterator[None]:
 
 
 @dataclasses.dataclass(frozen=True)
+class _Login:
+    """What a token was issued for by a Kubernetes-auth login."""
+
+    role: str
+    namespace: str
+    service_account: str
+
+
+@dataclasses.dataclass(frozen=True)
 class _Answer:
     status: int
     body: Mapping[str, Any]
@@ -315,6 +324,11 @@ class VaultMaterial:
         self._observe = observe
         """Called after every request with (operation, result), for metrics."""
         self._memo = threading.local()
+        self._logins: dict[str, _Login | None] = {}
+        """What each live token accessor was issued for (None: not a Kubernetes login of ours).
+        A token's path and metadata never change, so each is looked up once in its life, not
+        once per revocation: the scan then costs one listing, however many tokens Vault holds."""
+        self._logins_lock = threading.Lock()
         """Per thread: the answers to reads inside `memoised_reads` (None outside one)."""
 
     def __repr__(self) -> str:
@@ -686,25 +700,37 @@ class VaultMaterial:
             listing = self._request(
                 'GET', 'auth/token/accessors', params={'list': 'true'}, accept=(404,)
             )
-        login_path = f'auth/{self.auth_mount}/login'
-        wanted = {
-            'role': role,
-            'service_account_namespace': namespace,
-            'service_account_name': service_account,
-        }
-        found = []
-        for accessor in listing.data.get('keys') or []:
-            with translated('look up a Vault token by accessor'):
-                # 400 "invalid accessor": the token expired or was revoked since the list.
-                token = self._request(
-                    'POST', 'auth/token/lookup-accessor', json={'accessor': accessor}, accept=(400,)
-                )
-            if token.status != 200 or token.data.get('path') != login_path:
-                continue
-            meta = token.data.get('meta') or {}
-            if all(meta.get(key) == value for key, value in wanted.items()):
-                found.append(str(accessor))
-        return found
+        live = [str(accessor) for accessor in listing.data.get('keys') or []]
+        with self._logins_lock:
+            known = dict(self._logins)
+        logins = {accessor: known[accessor] for accessor in live if accessor in known}
+        for accessor in live:
+            if accessor not in logins:
+                with translated('look up a Vault token by accessor'):
+                    # 400 "invalid accessor": the token expired or was revoked since the list.
+                    token = self._request(
+                        'POST',
+                        'auth/token/lookup-accessor',
+                        json={'accessor': accessor},
+                        accept=(400,),
+                    )
+                if token.status == 200:
+                    logins[accessor] = self._login_of(token.data)
+        with self._logins_lock:
+            # Only the live ones are kept: the memory is bounded by the tokens Vault holds.
+            self._logins = logins
+        wanted = _Login(role, namespace, service_account)
+        return [accessor for accessor, login in logins.items() if login == wanted]
+
+    def _login_of(self, token: Mapping[str, Any]) -> _Login | None:
+        if token.get('path') != f'auth/{self.auth_mount}/login':
+            return None
+        meta = token.get('meta') or {}
+        return _Login(
+            str(meta.get('role')),
+            str(meta.get('service_account_namespace')),
+            str(meta.get('service_account_name')),
+        )
 
     def revoke_issued_tokens(self, *, role: str, namespace: str, service_account: str) -> int:
         """Revoke every token issued through `role` to that ServiceAccount (and their children).
