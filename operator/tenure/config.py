@@ -161,7 +161,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
             f'--{backend}-qps',
             type=float,
             metavar='N',
-            help=f'requests per second to {name}, sustained [50]',
+            help=f'requests per second to {name}, sustained; revocations never wait for it but '
+            'count against it [50]',
         )
         parser.add_argument(
             f'--{backend}-burst',
