@@ -267,7 +267,11 @@ class Runtime:
             # revocation whatever stopped it (see `handle`).
             delay = failure.cause.retry_after if isinstance(failure.cause, TransientError) else None
             retry_at = self.clock() + timedelta(seconds=delay or backoff(attempt))
-            deadline = retry_at if deadline is None else min(deadline, retry_at)
+        else:
+            # A permanent failure (Vault refusing the operator, an object in the way) is fixed
+            # by a change Tenure sees no event for: look again now and then, never in a storm.
+            retry_at = self.clock() + timedelta(seconds=MAX_BACKOFF)
+        deadline = retry_at if deadline is None else min(deadline, retry_at)
         self.scheduler.schedule(key, deadline)
 
     def _drop_expiry(self, key: Key) -> None:
@@ -283,6 +287,11 @@ class Runtime:
         self.metrics.phases.set(key, None)
         self.metrics.violations.set(key, set())
         self._failures.pop(key, None)
+
+    async def reconcile_now(self, key: Key) -> None:
+        """Reconcile `key` now, after any reconcile of it in flight (which would replace a deadline
+        set now with its own): for the ticket poller, whose news must not be lost."""
+        await self._on_deadline(key)
 
     async def _on_deadline(self, key: Key) -> None:
         try:

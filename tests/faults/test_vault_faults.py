@@ -110,7 +110,8 @@ def test_a_permission_problem_is_reported_without_a_retry_storm(
     operator: OperatorProcess, proxy: FaultProxy, world: World, ns: str
 ) -> None:
     """403 will not pass by itself: Ready=False says what is missing, and the operator does not
-    hammer Vault meanwhile. Once the permission is back, the next reconcile converges."""
+    hammer Vault meanwhile (it looks again every five minutes). Once the permission is back, the
+    next reconcile converges."""
     key = (ns, 'forbidden')
     proxy.mode(ProxyMode.permission_denied(path=ROLES, methods=WRITES))
     world.create(identity('forbidden', ns))

@@ -1,4 +1,5 @@
-"""Near the expiry the Vault token TTL shrinks by role writes alone, never after a revocation."""
+"""What the runtime schedules besides kopf: token TTL refreshes near the expiry (role writes
+alone, never after a revocation) and slow retries of permanent failures."""
 
 from __future__ import annotations
 
@@ -7,7 +8,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tenure.reconcile import Reconciler
+import pytest
+
+from tenure.domain.desired import VaultRole
+from tenure.errors import PermanentError
+from tenure.reconcile import ReconcileFailed, Reconciler
 from tenure.runtime import Runtime
 from tests.unit.fakes import Calls, FakeKube, FakeVault
 
@@ -89,3 +94,22 @@ def test_a_cancelled_identity_has_no_refresh_left_to_write_its_role_back(manifes
     calls.clear()
     runtime.refresh_key(KEY)  # fired anyway, e.g. already running when the plan was dropped
     assert calls == []
+
+
+def test_a_permanent_failure_is_looked_at_again_after_five_minutes(manifest: Build) -> None:
+    """Vault refusing the operator is fixed in Vault's policy: no event tells Tenure so."""
+    clock = [EXPIRES - timedelta(days=20)]
+    body = manifest({'spec.expiresAt': '2027-02-15T00:00:00Z'})
+    body['metadata'].update(uid='u', generation=1)
+    calls = Calls()
+    kube = LiveKube(calls, body)
+
+    class Forbidden(FakeVault):
+        def ensure_role(self, role: VaultRole) -> bool:
+            raise PermanentError('Vault refused to write the role: HTTP 403 permission denied')
+
+    reconciler = Reconciler(kube, Forbidden(calls), clock=lambda: clock[0])
+    runtime = Runtime(kube, reconciler, clock=lambda: clock[0])
+    with pytest.raises(ReconcileFailed):
+        runtime.reconcile_key(KEY)
+    assert runtime.scheduler.next_deadline(KEY) == clock[0] + timedelta(minutes=5)
