@@ -328,7 +328,10 @@ def test_a_secret_deleted_in_kv_is_recreated_with_new_values(
     )
     value = secret['data']['data']['api-key']
     assert value not in message, 'a secret value is never put in an event'
-    assert metric(drift_operator, 'tenure_drift_repairs_total', kind='VaultSecret') > before
+    until(
+        'the repair counted',
+        lambda: metric(drift_operator, 'tenure_drift_repairs_total', kind='VaultSecret') > before,
+    )
     events = stack.core.list_namespaced_event(ns, field_selector=f'involvedObject.name={name}')
     assert 'SecretRotated' not in {e.reason for e in events.items}
 
@@ -360,7 +363,10 @@ def test_an_unexpected_rolebinding_for_the_sole_subject_is_reported_and_removed(
         'the binding deleted',
         lambda: _gone(lambda: stack.rbac.read_namespaced_role_binding('sneaky', ns)),
     )
-    assert metric(drift_operator, 'tenure_drift_repairs_total', kind='RoleBinding') > before
+    until(  # counted right after the event is recorded: wait for it, do not race it
+        'the removal counted',
+        lambda: metric(drift_operator, 'tenure_drift_repairs_total', kind='RoleBinding') > before,
+    )
     obj = stack.wait(
         ns,
         name,
