@@ -86,9 +86,7 @@ def build_runtime(config: OperatorConfig) -> Runtime:
         metrics=metrics,
     )
     reconciler.policy = runtime.policy
-    tickets = TicketPoller(
-        kube, schedule=lambda key: runtime.scheduler.schedule(key, utc_now()), clock=utc_now
-    )
+    tickets = TicketPoller(kube, reconcile=runtime.reconcile_now, clock=utc_now)
     runtime.tickets = tickets
     bindings = BindingIndex()
     reconciler.unexpected_bindings = bindings.unexpected

@@ -24,7 +24,7 @@ import hashlib
 import hmac
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -129,12 +129,15 @@ class TicketPoller:
         self,
         kube: SecretReader,
         *,
-        schedule: Callable[[Key], None],
+        reconcile: Callable[[Key], Coroutine[Any, Any, None]],
         clock: Callable[[], datetime],
         clients: ClientFactory = client_for,
     ) -> None:
         self.kube = kube
-        self.schedule = schedule
+        self.reconcile = reconcile
+        """Reconciles an identity now (Runtime.reconcile_now). Not a deadline: a reconcile in
+        flight would replace a deadline set now with its own later one, and the change be lost."""
+        self._tasks: set[asyncio.Task[None]] = set()
         self.clock = clock
         self.clients = clients
         self._sources: dict[str, _Source] = {}
@@ -163,8 +166,7 @@ class TicketPoller:
                     self._sources[name] = _Source(name, spec, invalid)
             keys = [k for k, c in self._cited.items() if c.system == name]
         self._wake_up()
-        for key in keys:
-            self.schedule(key)
+        self._reconcile(keys)
 
     def source_view(self, system: str) -> SourceView | None:
         """The TicketSource named `system` as the reconcile needs it (None: there is none)."""
@@ -198,6 +200,18 @@ class TicketPoller:
             source.due = None
         self._wake_up()
         return True
+
+    def _reconcile(self, keys: list[Key]) -> None:
+        """Reconcile `keys` soon, from any thread (before the loop runs, kopf's resume does)."""
+        loop = self._loop
+        if loop is not None and keys:
+            loop.call_soon_threadsafe(self._spawn, list(keys))
+
+    def _spawn(self, keys: list[Key]) -> None:
+        for key in keys:
+            task = asyncio.get_running_loop().create_task(self.reconcile(key))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def _wake_up(self) -> None:
         loop, wake = self._loop, self._wake
@@ -310,14 +324,16 @@ class TicketPoller:
                 client.close()
         with self._lock:
             current = self._sources.get(name)
-            flipped = current is not None and current.error != error
-            if current is not None:
+            if current is not None and current.error != error:
                 current.error = error
-        if flipped:
-            # Waiting identities show the outage (or its end) at once.
-            changed += [k for k, c in cited.items() if c.observation is None and k not in changed]
-        for key in changed:
-            self.schedule(key)
+                # Waiting identities show the outage (or its end) at once. Collected with the
+                # flip, under the lock: one cited since reads the new error when it reconciles.
+                changed += [
+                    k
+                    for k, c in self._cited.items()
+                    if c.system == name and c.observation is None and k not in changed
+                ]
+        self._reconcile(changed)
 
     def _credentials(self, spec: TicketSourceSpec) -> Credentials:
         ref = spec.credentials_secret_ref

@@ -67,9 +67,13 @@ def source_body(webhook: bool = True) -> dict[str, Any]:
     }
 
 
+async def nothing(key: tuple[str, str]) -> None:
+    return
+
+
 @pytest.fixture
 def poller() -> TicketPoller:
-    poller = TicketPoller(Kube(), schedule=lambda key: None, clock=lambda: NOW)
+    poller = TicketPoller(Kube(), reconcile=nothing, clock=lambda: NOW)
     poller.set_source('snow', source_body())
     return poller
 
@@ -105,7 +109,7 @@ def test_a_failing_write_back_neither_blocks_nor_fails_the_revocation() -> None:
     def client(spec: TicketSourceSpec, credentials: Credentials) -> ItsmClient:
         return FailingClient(release)
 
-    poller = TicketPoller(Kube(), schedule=lambda key: None, clock=lambda: NOW, clients=client)
+    poller = TicketPoller(Kube(), reconcile=nothing, clock=lambda: NOW, clients=client)
     poller.set_source('snow', source_body())
     status = ServiceIdentityStatus.model_validate(
         {
