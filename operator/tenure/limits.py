@@ -60,7 +60,15 @@ class TokenBucket:
         self._sleep = sleep
         self._tokens = float(burst)
         self._last = clock()
+        self._held_until = float('-inf')
         self._lock = threading.Lock()
+
+    def hold(self, seconds: float) -> None:
+        """The server answered 429 with Retry-After: no request at all (urgent ones included)
+        until then. Whatever triggers the next attempt (a retry, a watch event, another
+        identity), the server gets the pause it asked for."""
+        with self._lock:
+            self._held_until = max(self._held_until, self._clock() + seconds)
 
     def _reserve(self) -> float:
         """Take a token (possibly going into debt); return how long to wait for it."""
@@ -74,7 +82,11 @@ class TokenBucket:
     def acquire(self) -> None:
         """Take a token, waiting for it unless the caller is urgent (see `urgent`)."""
         wait = self._reserve()
-        if wait > 0 and not is_urgent():
+        if is_urgent():
+            wait = 0.0
+        with self._lock:
+            wait = max(wait, self._held_until - self._clock())
+        if wait > 0:
             self._sleep(wait)
 
 

@@ -177,14 +177,22 @@ def test_throttled_writes_wait_out_retry_after(
 ) -> None:
     """A 429 on a create (never retried by the client) reaches the operator, which waits the
     Retry-After it was given before it tries again."""
+    # In this test's namespace only: the operator is shared by the module, and another
+    # identity's Role created meanwhile is not a retry of this one.
     rule = emu.faults.add(
         FaultRule(
-            effect=TooManyRequests(retry_after=2), verbs={'create'}, resources={'roles'}, times=1
+            effect=TooManyRequests(retry_after=2),
+            verbs={'create'},
+            resources={'roles'},
+            namespace=ns,
+            times=1,
         )
     )
     # Tried after the 429 rule: it counts the creates that rule let through (the retries).
     retries = emu.faults.add(
-        FaultRule(effect=PassThrough(), verbs={'create'}, resources={'roles'}, times=None)
+        FaultRule(
+            effect=PassThrough(), verbs={'create'}, resources={'roles'}, namespace=ns, times=None
+        )
     )
     world.create(identity('patient', ns))
     emu.faults.wait_fired(rule)

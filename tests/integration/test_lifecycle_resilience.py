@@ -108,12 +108,14 @@ def test_a_cancellation_while_the_operator_is_down_is_revoked_at_start(
 def test_an_expiry_that_passed_while_the_operator_was_down_is_revoked_at_start(
     restartable: OperatorProcess, bstack: Stack, ns: str
 ) -> None:
-    bstack.create(identity('lapsed', ns, expires_in=timedelta(seconds=4)))
+    # Long enough to be provisioned and stopped before it expires on a loaded machine.
+    bstack.create(identity('lapsed', ns, expires_in=timedelta(seconds=10)))
     before = assert_active(bstack, ns, 'lapsed')
     restartable.stop()
     try:
         obj = bstack.get(ns, 'lapsed')
         assert obj is not None
+        assert obj['status']['phase'] == 'Active', 'stopped too late: it expired while running'
         expires = datetime.fromisoformat(obj['status']['expiresAt'])
         # Real time has to pass the expiry while nothing runs: that is the scenario.
         time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.5)

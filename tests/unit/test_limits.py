@@ -100,3 +100,17 @@ def test_urgency_ends_with_its_block_and_does_not_leak_to_other_threads() -> Non
         seen.append(is_urgent())
     seen.append(is_urgent())
     assert seen == [False, True, False]
+
+
+def test_a_retry_after_holds_every_request_even_urgent_ones() -> None:
+    time = FakeTime()
+    bucket = TokenBucket(50, 100, clock=time.clock, sleep=time.sleep)
+    bucket.hold(2.0)
+    bucket.acquire()
+    assert time.slept == [2.0]
+    with urgent():
+        bucket.hold(1.5)
+        bucket.acquire()
+    assert time.slept == [2.0, 1.5], 'the server asked everyone to wait'
+    bucket.acquire()
+    assert time.slept == [2.0, 1.5], 'once over, the burst is there again'

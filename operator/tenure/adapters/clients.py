@@ -21,7 +21,7 @@ import kubernetes
 import requests
 import requests.adapters
 
-from tenure.adapters.kubernetes import KubeObjects
+from tenure.adapters.kubernetes import KubeObjects, retry_after
 from tenure.adapters.vault import VaultMaterial, translated
 from tenure.config import OperatorConfig, VaultConfig
 from tenure.errors import PermanentError
@@ -70,20 +70,23 @@ def in_cluster(kubeconfig: str | None) -> bool:
 class RateLimitedApiClient(kubernetes.client.ApiClient):
     """The official client with a request-rate limit (QPS and burst, like client-go's)."""
 
-    def __init__(
-        self, configuration: kubernetes.client.Configuration, limiter: Callable[[], None]
-    ) -> None:
+    def __init__(self, configuration: kubernetes.client.Configuration, limit: TokenBucket) -> None:
         super().__init__(configuration)
-        self._limiter = limiter
+        self._limit = limit
 
     def call_api(self, *args: Any, **kwargs: Any) -> Any:
-        self._limiter()
-        return super().call_api(*args, **kwargs)
+        self._limit.acquire()
+        try:
+            return super().call_api(*args, **kwargs)
+        except kubernetes.client.ApiException as e:
+            if e.status == 429:
+                self._limit.hold(retry_after(e) or 1.0)
+            raise
 
 
 def kubernetes_api(
     kubeconfig: str | None,
-    limiter: Callable[[], None] | None = None,
+    limit: TokenBucket | None = None,
     *,
     connections: int | None = None,
 ) -> kubernetes.client.ApiClient:
@@ -102,8 +105,8 @@ def kubernetes_api(
         raise PermanentError(f'cannot load Kubernetes configuration: {e}') from None
     if connections is not None:
         configuration.connection_pool_maxsize = connections
-    if limiter is not None:
-        return RateLimitedApiClient(configuration, limiter)
+    if limit is not None:
+        return RateLimitedApiClient(configuration, limit)
     return kubernetes.client.ApiClient(configuration)
 
 
@@ -177,7 +180,7 @@ def connect(
     kube_limit = TokenBucket(config.kube_qps, config.kube_burst)
     connections = connections_for(config)
     kube = KubeObjects(
-        kubernetes_api(config.kubeconfig, kube_limit.acquire, connections=connections),
+        kubernetes_api(config.kubeconfig, kube_limit, connections=connections),
         clock=clock,
     )
     kube.check_ready()
@@ -191,6 +194,7 @@ def connect(
         auth_mount=config.auth_mount,
         clock=clock,
         limiter=vault_limit.acquire,
+        throttled=vault_limit.hold,
         observe=observe_vault,
     )
     vault.check_ready()

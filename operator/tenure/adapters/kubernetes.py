@@ -79,7 +79,7 @@ def _status_message(e: ApiException) -> str:
     return message
 
 
-def _retry_after(e: ApiException) -> float | None:
+def retry_after(e: ApiException) -> float | None:
     # The apiserver sends whole seconds (429 from API Priority and Fairness, 5xx while starting);
     # an HTTP-date form is not used by it and is ignored rather than guessed at.
     value = (e.headers or {}).get('Retry-After')
@@ -98,7 +98,7 @@ def translate(e: ApiException, action: str) -> TenureError:
     # 409: a conflict (stale resourceVersion, uid precondition, object being deleted) passes
     # once the next reconcile has read the object again. 0: the client gave up without a reply.
     if status in (0, 409, 429) or status >= 500:
-        return TransientError(message, retry_after=_retry_after(e))
+        return TransientError(message, retry_after=retry_after(e))
     return PermanentError(message)
 
 

@@ -314,6 +314,7 @@ class VaultMaterial:
         clock: Callable[[], datetime] = _utc_now,
         limiter: Callable[[], None] | None = None,
         observe: Callable[[str, str], None] | None = None,
+        throttled: Callable[[float], None] | None = None,
     ) -> None:
         self._client = client
         self.kv_mount = kv_mount.strip('/')
@@ -323,6 +324,8 @@ class VaultMaterial:
         """Called before every request (a rate limit, see tenure.limits)."""
         self._observe = observe
         """Called after every request with (operation, result), for metrics."""
+        self._throttled = throttled
+        """Called with Retry-After (seconds) when Vault answers 429: pause every request."""
         self._memo = threading.local()
         self._logins: dict[str, _Login | None] = {}
         """What each live token accessor was issued for (None: not a Kubernetes login of ours).
@@ -416,11 +419,14 @@ class VaultMaterial:
                 body = response.json()
             except ValueError:
                 body = {}
-        return _Answer(
+        answer = _Answer(
             response.status_code,
             body if isinstance(body, dict) else {},
             self._retry_after(response.headers.get('Retry-After')),
         )
+        if answer.status == 429 and self._throttled is not None:
+            self._throttled(answer.retry_after or 1.0)
+        return answer
 
     @staticmethod
     def _accepted(answer: _Answer, accept: Collection[int]) -> _Answer:
