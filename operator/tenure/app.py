@@ -91,7 +91,7 @@ def build_runtime(config: OperatorConfig) -> Runtime:
     bindings = BindingIndex()
     reconciler.unexpected_bindings = bindings.unexpected
     runtime.drift = DriftWatch(
-        request_reconcile=lambda key: runtime.scheduler.schedule(key, utc_now()),
+        request_reconcile=runtime.request,
         own_write=kube.own_write,
         expected=reconciler.vault_expected,
         vault=vault,

@@ -115,6 +115,8 @@ class Runtime:
         self.tickets: TicketPoller | None = None
         """Reads the tickets identities cite from their TicketSources (issue #7), if wired."""
         self._expiries: dict[Key, datetime] = {}
+        self._requests: dict[Key, int] = {}
+        """Per identity, how many times a reconcile was asked for (see `request`)."""
         """The expiry of each Active identity: once it has passed, its reconcile is urgent."""
 
     # -- the guardrail policy ----------------------------------------------------------------
@@ -161,9 +163,19 @@ class Runtime:
         with lock:
             yield
 
+    def request(self, key: Key) -> None:
+        """Reconcile `key` as soon as possible (something changed that its last reconcile did
+        not see). Never lost: a reconcile already past its read when this is asked for
+        schedules another one instead of its own later deadline. Thread-safe."""
+        with self._locks_guard:
+            self._requests[key] = self._requests.get(key, 0) + 1
+        self.scheduler.schedule(key, self.clock())
+
     def reconcile_key(self, key: Key) -> Outcome | None:
         """Reconcile the identity as it is now in the API; None when it no longer exists."""
         with self._exclusive(key):
+            with self._locks_guard:
+                asked = self._requests.get(key, 0)
             if self.before_reconcile is not None:
                 self.before_reconcile()
             expiry = self._expiries.get(key)
@@ -215,6 +227,9 @@ class Runtime:
             deadline = None if outcome.finished else outcome.next_deadline
             if epoch != self._policy_epoch and not outcome.finished:
                 deadline = self.clock()  # judged under an older policy: look again at once
+            with self._locks_guard:
+                if self._requests.get(key, 0) != asked:
+                    deadline = self.clock()  # asked for after the read: look again at once
             self.scheduler.schedule(key, deadline)
             return outcome
 
@@ -437,7 +452,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             return
         if behind.get(key) != generation:
             behind[key] = generation
-            runtime.scheduler.schedule(key, runtime.clock())
+            runtime.request(key)
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry)
     def resumed(*, namespace: str | None, name: str, retry: int, **_: Any) -> None:

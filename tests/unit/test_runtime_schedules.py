@@ -113,3 +113,36 @@ def test_a_permanent_failure_is_looked_at_again_after_five_minutes(manifest: Bui
     with pytest.raises(ReconcileFailed):
         runtime.reconcile_key(KEY)
     assert runtime.scheduler.next_deadline(KEY) == clock[0] + timedelta(minutes=5)
+
+
+def test_a_reconcile_asked_for_while_one_runs_is_not_replaced_by_its_deadline(
+    manifest: Build,
+) -> None:
+    """A drift event or a new generation seen after the running reconcile read the object: that
+    reconcile's own, later deadline must not replace the request."""
+    clock = [EXPIRES - timedelta(days=20)]
+    body = manifest({'spec.expiresAt': '2027-02-15T00:00:00Z'})
+    body['metadata'].update(uid='u', generation=1)
+    calls = Calls()
+    kube = LiveKube(calls, body)
+    runtime: Runtime
+
+    class ChangedMidway(FakeVault):
+        def ensure_role(self, role: VaultRole) -> bool:
+            runtime.request(KEY)
+            return super().ensure_role(role)
+
+    reconciler = Reconciler(kube, ChangedMidway(calls), clock=lambda: clock[0])
+    runtime = Runtime(kube, reconciler, clock=lambda: clock[0])
+    runtime.reconcile_key(KEY)
+    assert runtime.scheduler.next_deadline(KEY) == clock[0]
+
+
+def test_without_a_request_meanwhile_the_next_deadline_is_the_planned_one(
+    manifest: Build,
+) -> None:
+    clock = [EXPIRES - timedelta(days=20)]
+    runtime, _, _ = _runtime(manifest, clock)
+    runtime.request(KEY)  # before the reconcile reads: that read sees the change
+    runtime.reconcile_key(KEY)
+    assert runtime.scheduler.next_deadline(KEY) == EXPIRES - timedelta(days=7), 'the warning'
