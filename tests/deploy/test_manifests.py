@@ -441,6 +441,18 @@ def test_a_rolling_update_and_a_drain_always_leave_a_ready_replica(
     assert budget['spec']['selector'] == deployment['spec']['selector']
 
 
+def test_a_stopping_pod_keeps_answering_until_the_endpoints_moved_on(
+    deployment: Obj, container: Obj
+) -> None:
+    """Endpoints are removed while the kubelet runs preStop and sends SIGTERM, in parallel
+    (https://kubernetes.io/docs/concepts/workloads/pods/pod-lifecycle/#pod-termination): a pause
+    first keeps admission calls to a stopping pod from failing, within the grace period."""
+    pause = container['lifecycle']['preStop']['exec']['command']
+    assert pause[0] == '/bin/sleep'
+    grace = deployment['spec']['template']['spec']['terminationGracePeriodSeconds']
+    assert 0 < int(pause[1]) <= grace / 3, 'most of the grace period stays for the shutdown'
+
+
 # -- the container agrees with `tenure run` ---------------------------------------------------
 
 
