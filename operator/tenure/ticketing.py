@@ -10,6 +10,10 @@ and the write-back of revocations.
   wait (Ready=Unknown, TicketSourceUnavailable); the last observation of the others stays in
   force, so an outage never ends access and never delays an expiry (the scheduler owns those).
 - A signed webhook is only a hint: the source is read again through its API at once.
+- A webhook source (type webhook) has no API: its signed push *is* the observation. It is
+  checked (domain.tickets.parse_push, push_timing), recorded in `status.ticket` of the
+  identities citing the ticket, remembered for those that cite it later, and reconciled at once.
+  "Polling" such a source only reads its HMAC key again and hands remembered pushes over.
 - After a verified revocation a note goes to the ticket from a worker thread; its failure is
   logged and changes nothing.
 """
@@ -24,6 +28,7 @@ import hashlib
 import hmac
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -37,9 +42,10 @@ from tenure.api.v1alpha1 import (
     TicketObservation,
     TicketSource,
     TicketSourceSpec,
+    TicketSourceType,
 )
 from tenure.domain.names import IdentityNames
-from tenure.domain.tickets import SourceView
+from tenure.domain.tickets import PushRefused, SourceView, parse_push, push_timing
 from tenure.errors import TenureError
 from tenure.scheduler import Key
 
@@ -49,6 +55,9 @@ SIGNATURE_HEADER = 'X-Hub-Signature'
 WEBHOOK_PREFIX = '/webhooks/'
 MIN_POLL = timedelta(seconds=1)
 """A floor under pollInterval, so that a typo (1ms) cannot turn the poller into a load test."""
+MAX_REMEMBERED = 10_000
+"""Pushes kept for tickets no identity cites yet (the oldest are forgotten first): a grant
+applied after its ticket was pushed is provisioned without waiting for another push."""
 
 
 class SecretReader(Protocol):
@@ -146,6 +155,8 @@ class TicketPoller:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._notes = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='itsm-notes')
+        self._pushed: OrderedDict[tuple[str, str], TicketObservation] = OrderedDict()
+        """The newest push per (webhook source, ticket): replay protection and late citers."""
 
     # -- what the runtime tells us -------------------------------------------------------
 
@@ -154,6 +165,8 @@ class TicketPoller:
         with self._lock:
             if body is None:
                 self._sources.pop(name, None)
+                for pushed in [p for p in self._pushed if p[0] == name]:
+                    del self._pushed[pushed]
             else:
                 try:
                     spec = TicketSource.model_validate(dict(body)).spec
@@ -241,8 +254,67 @@ class TicketPoller:
         if not signature or not hmac.compare_digest(signature_of(key, body), signature):
             log.warning('webhook for TicketSource %s refused: missing or bad signature', name)
             return 401, 'missing or bad signature'
+        if spec.type is TicketSourceType.WEBHOOK:
+            return self._push(name, spec, body)
         self.hint(name)
         return 202, 'the tickets of this source are read again now'
+
+    def _push(self, name: str, spec: TicketSourceSpec, body: bytes) -> tuple[int, str]:
+        """A signed push to a webhook source: 400 malformed, 409 stale, 202 recorded."""
+        push = parse_push(body, spec.state_mapping)
+        if isinstance(push, PushRefused):
+            log.warning('push to TicketSource %s refused: %s', name, push.message)
+            return 400, push.message
+        seen = TicketObservation(
+            id=push.ticket_id,
+            source=name,
+            observed_state=push.reading.state,
+            raw_state=push.reading.raw[:256],
+            observed_at=push.at,
+            approvers=[push.approver] if push.approver else [],
+        )
+        with self._lock:
+            # Checked and remembered under the lock: of two pushes racing, the older loses.
+            if name not in self._sources:
+                return 404, 'no such TicketSource'
+            cited = [
+                (k, c.observation)
+                for k, c in self._cited.items()
+                if c.system == name and c.ticket_id == push.ticket_id
+            ]
+            known = [self._pushed.get((name, push.ticket_id)), *(o for _, o in cited)]
+            last = max((o.observed_at for o in known if o is not None), default=None)
+            refused = push_timing(push.at, self.clock(), last)
+            if refused is None:
+                self._remember(name, seen)
+        if refused is not None:
+            log.warning('push to TicketSource %s refused: %s', name, refused.message)
+            return 409, refused.message
+        log.info(
+            'TicketSource %s pushed ticket %s: %s (%s)',
+            name,
+            push.ticket_id,
+            push.reading.state.value,
+            push.reading.raw,
+        )
+        changed = [key for key, _ in cited if self._record(key, seen)]
+        self._reconcile(changed)
+        if not cited:
+            return (
+                202,
+                f'no identity cites ticket {push.ticket_id} yet: remembered for one that will',
+            )
+        return (
+            202,
+            f'ticket {push.ticket_id} is {push.reading.state.value} for {len(changed)} identities',
+        )
+
+    def _remember(self, name: str, seen: TicketObservation) -> None:
+        """Keep the newest push of a ticket (caller holds the lock); the oldest go first."""
+        self._pushed[(name, seen.id)] = seen
+        self._pushed.move_to_end((name, seen.id))
+        while len(self._pushed) > MAX_REMEMBERED:
+            self._pushed.popitem(last=False)
 
     def _hmac_key(self, spec: TicketSourceSpec) -> bytes:
         ref = spec.webhook_secret
@@ -289,6 +361,9 @@ class TicketPoller:
             cited = {k: dataclasses.replace(c) for k, c in self._cited.items() if c.system == name}
         if spec is None:
             return
+        if spec.type is TicketSourceType.WEBHOOK:
+            self._hand_over(name, spec, cited)
+            return
         error: str | None = None
         changed: list[Key] = []
         client: ItsmClient | None = None
@@ -322,6 +397,35 @@ class TicketPoller:
         finally:
             if client is not None:
                 client.close()
+        self._settle(name, error, changed)
+
+    def _hand_over(self, name: str, spec: TicketSourceSpec, cited: dict[Key, _Cited]) -> None:
+        """A webhook source's "poll": read its HMAC key again (rotation; an unreadable key makes
+        the source unavailable: it can take no push), and record remembered pushes for the
+        identities that cite their tickets but have not seen them."""
+        error: str | None = None
+        try:
+            key_bytes = self._hmac_key(spec)
+            with self._lock:
+                if name in self._sources:
+                    self._sources[name].hmac_key = key_bytes
+        except TenureError as e:
+            error = f'its webhook key cannot be read: {e}'
+            log.warning('TicketSource %s: %s', name, error)
+        changed: list[Key] = []
+        for key, c in cited.items():
+            with self._lock:
+                pushed = self._pushed.get((name, c.ticket_id))
+            if pushed is None:
+                continue
+            if c.observation is not None and c.observation.observed_at >= pushed.observed_at:
+                continue
+            if self._record(key, pushed):
+                changed.append(key)
+        self._settle(name, error, changed)
+
+    def _settle(self, name: str, error: str | None, changed: list[Key]) -> None:
+        """Record the source's availability after a poll; reconcile what changed."""
         with self._lock:
             current = self._sources.get(name)
             if current is not None and current.error != error:
@@ -337,23 +441,27 @@ class TicketPoller:
 
     def _credentials(self, spec: TicketSourceSpec) -> Credentials:
         ref = spec.credentials_secret_ref
+        if ref is None:  # the model refuses servicenow and jira sources without one
+            raise TenureError(f'a TicketSource of type {spec.type.value} has no credentials')
         where = f'{ref.namespace}/{ref.name}'
         data = self.kube.read_secret_data(ref.namespace, ref.name)
         if data is None:
             raise TenureError(f'the credentials Secret {where} does not exist')
         return Credentials.from_secret(data, where)
 
-    def _record(self, key: Key, seen: TicketObservation) -> None:
+    def _record(self, key: Key, seen: TicketObservation) -> bool:
+        """Write the observation into the identity's status.ticket; False when that failed."""
         names = IdentityNames(namespace=key[0], name=key[1])
         try:
             self.kube.patch_status(names, {'ticket': seen.model_dump(mode='json', by_alias=True)})
         except TenureError as e:
             log.warning('%s/%s: could not record the ticket observation: %s', *key, e)
-            return
+            return False
         with self._lock:
             cited = self._cited.get(key)
             if cited is not None and cited.ticket_id == seen.id:
                 cited.observation = seen
+        return True
 
     # -- write-back ----------------------------------------------------------------------
 
@@ -364,8 +472,8 @@ class TicketPoller:
         with self._lock:
             source = self._sources.get(system)
             spec = source.spec if source else None
-        if spec is None:
-            return
+        if spec is None or spec.type is TicketSourceType.WEBHOOK:
+            return  # a webhook source has no API to write a note to
         text = revocation_note(key, status)
         self._notes.submit(self._write_note, spec, system, ticket_id, text)
 

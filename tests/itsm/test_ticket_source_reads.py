@@ -70,6 +70,7 @@ def test_ticket_sources_and_their_secrets_are_read(
         listed = {s['metadata']['name']: s for s in kube.list_ticket_sources()}
         # The API server stamps the schema's defaults.
         assert listed['reads']['spec']['pollInterval'] == '60s'
-        assert listed['reads']['spec']['table'] == 'change_request'
+        # No default table: a webhook source must not have one (ServiceNow reads change_request).
+        assert 'table' not in listed['reads']['spec']
         assert kube.read_secret_data('itsm-reads', 'creds') == {'token': 'abc'}
         assert kube.read_secret_data('itsm-reads', 'absent') is None

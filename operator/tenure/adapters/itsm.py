@@ -144,8 +144,8 @@ class ServiceNowClient:
         self, spec: TicketSourceSpec, credentials: Credentials, *, timeout: float = 10
     ) -> None:
         self.spec = spec
-        self.table: ServiceNowTable = spec.table
-        self.http = _Http(spec.url, credentials, timeout)
+        self.table: ServiceNowTable = spec.servicenow_table
+        self.http = _Http(_url(spec), credentials, timeout)
 
     def _record(self, ticket_id: str) -> dict[str, Any] | None:
         body = self.http.call(
@@ -223,7 +223,7 @@ class JiraClient:
         self, spec: TicketSourceSpec, credentials: Credentials, *, timeout: float = 10
     ) -> None:
         self.spec = spec
-        self.http = _Http(spec.url, credentials, timeout)
+        self.http = _Http(_url(spec), credentials, timeout)
 
     def read(self, ticket_id: str, *, approvals: bool) -> TicketRead:
         key = quote(ticket_id, safe='')
@@ -290,6 +290,15 @@ class JiraClient:
 def client_for(
     spec: TicketSourceSpec, credentials: Credentials, *, timeout: float = 10
 ) -> ItsmClient:
+    """The API client of a servicenow or jira source (a webhook source has no API)."""
     if spec.type is TicketSourceType.SERVICENOW:
         return ServiceNowClient(spec, credentials, timeout=timeout)
-    return JiraClient(spec, credentials, timeout=timeout)
+    if spec.type is TicketSourceType.JIRA:
+        return JiraClient(spec, credentials, timeout=timeout)
+    raise PermanentError(f'a TicketSource of type {spec.type.value} has no API to call')
+
+
+def _url(spec: TicketSourceSpec) -> str:
+    if spec.url is None:  # the model refuses servicenow and jira sources without one
+        raise PermanentError(f'a TicketSource of type {spec.type.value} needs a url')
+    return spec.url

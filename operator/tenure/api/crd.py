@@ -378,7 +378,7 @@ def render_ticket_source_crd() -> JsonObj:
                             'name': 'Type',
                             'type': 'string',
                             'jsonPath': '.spec.type',
-                            'description': 'servicenow or jira',
+                            'description': 'servicenow, jira or webhook',
                         },
                         {
                             'name': 'URL',

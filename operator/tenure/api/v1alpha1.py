@@ -11,7 +11,7 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Final, Literal, Self
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, JsonValue, model_validator
 from pydantic_core import PydanticCustomError
 
 from tenure.api.base import (
@@ -528,6 +528,8 @@ class TicketSourceType(StrEnum):
 
     SERVICENOW = 'servicenow'
     JIRA = 'jira'
+    WEBHOOK = 'webhook'
+    """No API to read: the ITSM pushes signed ticket states (docs/itsm.md, "Webhook sources")."""
 
 
 class ServiceNowTable(StrEnum):
@@ -560,44 +562,133 @@ class StateMapping(ApiModel):
     cancelled: (
         Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=32)] | None
     ) = None
-    """ServiceNow state codes (default ["4"]) or Jira resolution names (default Won't Do,
-    Declined, Cancelled, Canceled) that mean the ticket was cancelled: access ends."""
+    """ServiceNow state codes (default ["4"]), Jira resolution names (default Won't Do,
+    Declined, Cancelled, Canceled) or pushed states (default ["Canceled"]) that mean the ticket
+    was cancelled: access ends."""
     closed: Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=32)] | None = (
         None
     )
-    """ServiceNow state codes (default ["3"]) or Jira status category keys (default ["done"])
-    that mean the ticket was completed: onClose decides."""
+    """ServiceNow state codes (default ["3"]), Jira status category keys (default ["done"]) or
+    pushed states (default none) that mean the ticket was completed: onClose decides."""
     rejected: (
         Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=32)] | None
     ) = None
-    """ServiceNow approval values (default ["rejected"]) or Jira resolution names (default
-    ["Rejected"]) that mean the request was refused: access ends."""
+    """ServiceNow approval values (default ["rejected"]), Jira resolution names (default
+    ["Rejected"]) or pushed states (default none) that mean the request was refused: access
+    ends."""
+
+
+WEBHOOK_NEEDS_SECRET: Final = (
+    'webhookSecret is required for type webhook: the HMAC key is all that authenticates its pushes'
+)
+WEBHOOK_HAS_NO_API: Final = (
+    'makes no sense for type webhook: it has no API to read tickets from, the signed pushes '
+    'are the observations'
+)
+
+
+# A webhook source has no API: these fields would be read by nothing (the message says why).
+_NOT_FOR_WEBHOOK: Final = {
+    'url': 'url',
+    'credentials_secret_ref': 'credentialsSecretRef',
+    'table': 'table',
+}
+
+
+def _source_rules() -> list[JsonValue]:
+    """The CEL mirror of TicketSourceSpec._fits_its_type (same messages)."""
+    rules: list[JsonValue] = [
+        {
+            'rule': f"self.type == 'webhook' || has(self.{field})",
+            'message': f'{field} is required for servicenow and jira',
+            'reason': 'FieldValueRequired',
+            'fieldPath': f'.{field}',
+        }
+        for field in ('url', 'credentialsSecretRef')
+    ]
+    rules.append(
+        {
+            'rule': "self.type != 'webhook' || has(self.webhookSecret)",
+            'message': WEBHOOK_NEEDS_SECRET,
+            'reason': 'FieldValueRequired',
+            'fieldPath': '.webhookSecret',
+        }
+    )
+    rules += [
+        {
+            'rule': f"self.type != 'webhook' || !has(self.{field})",
+            'message': f'{field} {WEBHOOK_HAS_NO_API}',
+            'reason': 'FieldValueForbidden',
+            'fieldPath': f'.{field}',
+        }
+        for field in _NOT_FOR_WEBHOOK.values()
+    ]
+    rules.append(
+        {
+            'rule': "self.type != 'webhook' || !has(self.verifyApproval) || !self.verifyApproval",
+            'message': f'verifyApproval {WEBHOOK_HAS_NO_API}',
+            'reason': 'FieldValueForbidden',
+            'fieldPath': '.verifyApproval',
+        }
+    )
+    return rules
 
 
 class TicketSourceSpec(ApiModel):
     """Where tickets of one system are read (spec.ticket.system names the TicketSource)."""
 
+    model_config = ConfigDict(json_schema_extra={'x-kubernetes-validations': _source_rules()})
+
     type: TicketSourceType
-    """servicenow (Table API) or jira (REST API v2, Service Management approvals)."""
-    url: Annotated[str, Field(pattern=r'^https?://[^\s/]+(/\S*)?$', max_length=2048)]
-    """Base URL of the instance, e.g. https://example.service-now.com."""
-    credentials_secret_ref: SecretRef
-    """A Secret with keys username and password (basic auth) or token (bearer)."""
+    """servicenow (Table API), jira (REST API v2, Service Management approvals) or webhook (no
+    API: the ITSM pushes HMAC-signed ticket states to POST /webhooks/<name>)."""
+    url: Annotated[str, Field(pattern=r'^https?://[^\s/]+(/\S*)?$', max_length=2048)] | None = None
+    """Base URL of the instance, e.g. https://example.service-now.com (servicenow and jira)."""
+    credentials_secret_ref: SecretRef | None = None
+    """A Secret with keys username and password (basic auth) or token (bearer) (servicenow and
+    jira)."""
     webhook_secret: SecretKeyRef | None = None
-    """The HMAC-SHA256 key of POST /webhooks/<name>; without it, webhooks are refused."""
+    """The HMAC-SHA256 key of POST /webhooks/<name>; without it, webhooks are refused. Required
+    for type webhook."""
     poll_interval: Annotated[
         GoDuration,
         Field(json_schema_extra={'default': '60s'}),
     ] = timedelta(seconds=60)
-    """How often each referenced ticket is read (Go duration)."""
-    table: ServiceNowTable = ServiceNowTable.CHANGE_REQUEST
-    """ServiceNow only: change_request or sc_req_item."""
+    """How often each referenced ticket is read (Go duration); for type webhook, how often the
+    HMAC key is read again (key rotation)."""
+    table: ServiceNowTable | None = None
+    """ServiceNow only: change_request (when absent) or sc_req_item."""
     state_mapping: StateMapping = StateMapping()
     """Which raw values mean Cancelled, Closed or Rejected (safe defaults per type)."""
     verify_approval: bool = False
     """When true, spec.ticket.approver must have approved the ticket in the ITSM (ServiceNow
     sysapproval_approver, Jira Service Management approvals); otherwise the identity is Denied
-    (ApprovalNotVerified)."""
+    (ApprovalNotVerified). Not for type webhook."""
+
+    @property
+    def servicenow_table(self) -> ServiceNowTable:
+        return self.table or ServiceNowTable.CHANGE_REQUEST
+
+    @model_validator(mode='after')
+    def _fits_its_type(self) -> Self:
+        if self.type is not TicketSourceType.WEBHOOK:
+            for attribute, field in (
+                ('url', 'url'),
+                ('credentials_secret_ref', 'credentialsSecretRef'),
+            ):
+                if getattr(self, attribute) is None:
+                    raise PydanticCustomError(
+                        'FieldValueRequired', f'{field} is required for servicenow and jira'
+                    )
+            return self
+        if self.webhook_secret is None:
+            raise PydanticCustomError('FieldValueRequired', WEBHOOK_NEEDS_SECRET)
+        for attribute, field in _NOT_FOR_WEBHOOK.items():
+            if getattr(self, attribute) is not None:
+                raise PydanticCustomError('FieldValueForbidden', f'{field} {WEBHOOK_HAS_NO_API}')
+        if self.verify_approval:
+            raise PydanticCustomError('FieldValueForbidden', f'verifyApproval {WEBHOOK_HAS_NO_API}')
+        return self
 
 
 class TicketSource(ApiModel):

@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from typing import Final
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Final
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from tenure.api.v1alpha1 import (
+    TICKET_ID_PATTERN,
     ServiceNowTable,
     StateMapping,
     TicketObservation,
     TicketSourceSpec,
+    TicketSourceType,
     TicketState,
 )
 from tenure.domain.reasons import Reason
@@ -49,6 +54,11 @@ SERVICENOW_APPROVED: Final = 'approved'
 JIRA_CANCELLED: Final = ("Won't Do", 'Declined', 'Cancelled', 'Canceled')
 JIRA_CLOSED: Final = ('done',)
 JIRA_REJECTED: Final = ('Rejected',)
+# A webhook source pushes Tenure's own state names; the American spelling cancels too.
+WEBHOOK_CANCELLED: Final = ('Canceled',)
+PUSH_TOLERANCE: Final = timedelta(minutes=5)
+"""How far a push's timestamp may be from the operator's clock: older is a replay (or a
+delivery retried for too long), newer a clock to fix. Either way the push is refused."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,6 +138,90 @@ def map_jira(issue: JiraIssue | None, mapping: StateMapping) -> Reading:
     return Reading(TicketState.APPROVED, raw)
 
 
+class TicketPush(BaseModel):
+    """The body of POST /webhooks/<name> for a webhook source (docs/itsm.md). Unknown fields
+    are ignored: ITSMs add their own."""
+
+    model_config = ConfigDict(extra='ignore', frozen=True)
+
+    ticket: Annotated[str, Field(pattern=TICKET_ID_PATTERN, max_length=64)]
+    """The ticket number, as identities cite it in spec.ticket.id."""
+    state: Annotated[str, Field(min_length=1, max_length=128)]
+    """Approved, Requested, Closed, Cancelled, Rejected, or a raw value of the ITSM."""
+    timestamp: AwareDatetime
+    """When the ticket had this state: RFC 3339 with an offset, or Unix seconds."""
+    approver: Annotated[str, Field(max_length=254)] | None = None
+    """Who approved the ticket, recorded for people (status.ticket.approvers)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Push:
+    """A push, validated and mapped."""
+
+    ticket_id: str
+    reading: Reading
+    at: datetime
+    approver: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class PushRefused:
+    """Why a signed push changes nothing."""
+
+    message: str
+    stale: bool = False
+    """A replay or an older state than the one recorded (409), not a malformed body (400)."""
+
+
+def map_pushed(state: str, mapping: StateMapping) -> Reading:
+    """Map a pushed state: stateMapping's lists first (a system whose "Closed" means abandoned
+    can say so), then Tenure's own state names (case-insensitive); any other value restricts
+    nothing, like an open Jira issue: the manifest's state stays in force."""
+    raw = f'state={state}'
+    folded = state.casefold()
+    if folded in _ci(_values(mapping.rejected, ())):
+        return Reading(TicketState.REJECTED, raw)
+    if folded in _ci(_values(mapping.cancelled, WEBHOOK_CANCELLED)):
+        return Reading(TicketState.CANCELLED, raw)
+    if folded in _ci(_values(mapping.closed, ())):
+        return Reading(TicketState.CLOSED, raw)
+    named = {s.value.casefold(): s for s in TicketState}
+    return Reading(named.get(folded, TicketState.APPROVED), raw)
+
+
+def parse_push(body: bytes, mapping: StateMapping) -> Push | PushRefused:
+    """The push in `body`, or why it is malformed (the message names the fields, never values)."""
+    try:
+        push = TicketPush.model_validate_json(body)
+    except ValidationError as e:
+        fields = sorted({'.'.join(str(p) for p in err['loc']) or 'body' for err in e.errors()})
+        return PushRefused(
+            'the body must be JSON {"ticket", "state", "timestamp"[, "approver"]}; '
+            f'wrong or missing: {", ".join(fields)}'
+        )
+    at = push.timestamp.astimezone(UTC)
+    return Push(push.ticket, map_pushed(push.state, mapping), at, push.approver)
+
+
+def push_timing(at: datetime, now: datetime, last: datetime | None) -> PushRefused | None:
+    """Replay protection: a push must be within PUSH_TOLERANCE of `now` and newer than `last`,
+    the timestamp of the newest push recorded for that ticket (an older one never overwrites
+    it, whatever order the ITSM delivers them in)."""
+    if abs(now - at) > PUSH_TOLERANCE:
+        return PushRefused(
+            f'timestamp {at:%Y-%m-%dT%H:%M:%SZ} is more than '
+            f'{int(PUSH_TOLERANCE.total_seconds() // 60)} minutes from now: a replay, or a clock '
+            'to fix',
+            stale=True,
+        )
+    if last is not None and at <= last:
+        return PushRefused(
+            f'a push of {last:%Y-%m-%dT%H:%M:%SZ} or later is already recorded for this ticket',
+            stale=True,
+        )
+    return None
+
+
 def more_restrictive(declared: TicketState, observed: TicketState | None) -> TicketState:
     """The state in force: the manifest's, unless the ITSM's restricts more."""
     if observed is None or _RESTRICTION[observed] <= _RESTRICTION[declared]:
@@ -186,6 +280,12 @@ def check(
                 Reason.TICKET_SOURCE_UNAVAILABLE,
                 f'ticket {ticket_id} cannot be read from TicketSource {source.name}: '
                 f'{source.error}; nothing is provisioned until it can',
+            )
+        if source.spec is not None and source.spec.type is TicketSourceType.WEBHOOK:
+            return TicketCheck(
+                Reason.TICKET_NOT_OBSERVED,
+                f'ticket {ticket_id} has not been pushed by TicketSource {source.name} yet: '
+                f'nothing is provisioned until the ITSM sends it (POST /webhooks/{source.name})',
             )
         return TicketCheck(
             Reason.TICKET_NOT_OBSERVED,
