@@ -1,7 +1,8 @@
 """The real operator with TicketSources on local ServiceNow and Jira servers (issue #7).
 
 The ITSM drives the lifecycle: a cancellation in ServiceNow revokes within one poll, a signed
-webhook within a second, an approval by the wrong person denies, an outage holds new grants but
+webhook within a second, so does a cancellation pushed to a webhook source (forged and replayed
+pushes change nothing), an approval by the wrong person denies, an outage holds new grants but
 neither revokes what is Active nor delays an expiry; a forged webhook changes nothing; the
 revocation is written back to the ticket with its proof and no secret value.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import time
 import urllib.error
 import urllib.request
@@ -108,7 +110,22 @@ def sources(
                 'spec': {'credentialsSecretRef': credentials, **spec},
             },
         )
-    return list(specs)
+    # An ITSM without an API: it pushes signed ticket states, the push is the observation.
+    stack.custom.create_cluster_custom_object(
+        GROUP,
+        VERSION,
+        SOURCE_PLURAL,
+        {
+            'apiVersion': f'{GROUP}/{VERSION}',
+            'kind': 'TicketSource',
+            'metadata': {'name': 'pusher'},
+            'spec': {
+                'type': 'webhook',
+                'webhookSecret': {'name': 'webhook-key', 'namespace': SYSTEM_NS},
+            },
+        },
+    )
+    return [*specs, 'pusher']
 
 
 def cited(name: str, ns: str, system: str, ticket: str, **kwargs: Any) -> Obj:
@@ -227,6 +244,49 @@ def test_a_signed_webhook_revokes_within_a_second_and_a_forged_one_changes_nothi
     assert time.monotonic() - hooked_at < 1.5
     # The payload said Approved: it is never trusted for state; the API read said Canceled.
     assert revoked['status']['revocation']['reason'] == 'TicketCancelled'
+
+
+def pushed(ticket: str, state: str, at: datetime | None = None) -> bytes:
+    """The body a webhook source's ITSM sends (docs/itsm.md, "Webhook sources")."""
+    stamp = (at or datetime.now(UTC)).isoformat()
+    return json.dumps({'ticket': ticket, 'state': state, 'timestamp': stamp}).encode()
+
+
+def test_a_pushed_cancellation_revokes_within_a_second_and_forged_or_stale_ones_do_nothing(
+    stack: Stack, ns: str, operator: OperatorProcess
+) -> None:
+    ticket = number()
+    stack.create(cited('pushed', ns, 'pusher', ticket))
+    waiting = stack.wait(
+        ns, 'pushed', lambda o: condition(o, 'Ready').get('reason') == 'TicketNotObserved'
+    )
+    assert 'has not been pushed' in condition(waiting, 'Ready')['message']
+    approved = pushed(ticket, 'Approved')
+    assert post_webhook(operator, 'pusher', approved, sign(approved)) == 202
+    active = stack.wait_phase(ns, 'pushed', 'Active')
+    assert active['status']['ticket']['observedState'] == 'Approved'
+
+    cancel = pushed(ticket, 'Cancelled')
+    stale = pushed(ticket, 'Cancelled', datetime.now(UTC) - timedelta(minutes=6))
+    assert post_webhook(operator, 'pusher', cancel, None) == 401
+    assert post_webhook(operator, 'pusher', cancel, sign(cancel, 'guessed-key')) == 401
+    assert post_webhook(operator, 'pusher', stale, sign(stale)) == 409, 'outside 5 minutes'
+    assert post_webhook(operator, 'pusher', approved, sign(approved)) == 409, 'a replay'
+    after = stack.get(ns, 'pushed')
+    assert after is not None
+    assert after['status']['phase'] == 'Active'
+    assert after['status']['ticket'] == active['status']['ticket'], 'nothing was recorded'
+
+    pushed_at = time.monotonic()
+    assert post_webhook(operator, 'pusher', cancel, sign(cancel)) == 202
+    revoked = stack.wait_phase(ns, 'pushed', 'Revoked', timeout=10)
+    assert time.monotonic() - pushed_at < 1.5
+    status = revoked['status']
+    assert status['revocation']['reason'] == 'TicketCancelled'
+    assert status['ticket']['observedState'] == 'Cancelled'
+    assert status['ticket']['rawState'] == 'state=Cancelled'
+    assert status['ticket']['source'] == 'pusher'
+    assert revoked['spec']['ticket']['state'] == 'Approved', 'Tenure never writes spec'
 
 
 def test_approval_by_the_wrong_person_is_denied(
