@@ -45,7 +45,7 @@ from tenure.api.v1alpha1 import (
     TicketSourceType,
 )
 from tenure.domain.names import IdentityNames
-from tenure.domain.tickets import PushRefused, SourceView, parse_push, push_timing
+from tenure.domain.tickets import Push, PushRefused, SourceView, parse_push, push_timing
 from tenure.errors import TenureError
 from tenure.scheduler import Key
 
@@ -157,6 +157,9 @@ class TicketPoller:
         self._notes = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='itsm-notes')
         self._pushed: OrderedDict[tuple[str, str], TicketObservation] = OrderedDict()
         """The newest push per (webhook source, ticket): replay protection and late citers."""
+        self._recording = threading.Lock()
+        """Held from a push's check to its status writes (and while remembered pushes are
+        handed over): two pushes racing must be written in the order they were checked."""
 
     # -- what the runtime tells us -------------------------------------------------------
 
@@ -265,6 +268,10 @@ class TicketPoller:
         if isinstance(push, PushRefused):
             log.warning('push to TicketSource %s refused: %s', name, push.message)
             return 400, push.message
+        with self._recording:
+            return self._record_push(name, push)
+
+    def _record_push(self, name: str, push: Push) -> tuple[int, str]:
         seen = TicketObservation(
             id=push.ticket_id,
             source=name,
@@ -412,16 +419,22 @@ class TicketPoller:
         except TenureError as e:
             error = f'its webhook key cannot be read: {e}'
             log.warning('TicketSource %s: %s', name, error)
-        changed: list[Key] = []
-        for key, c in cited.items():
             with self._lock:
-                pushed = self._pushed.get((name, c.ticket_id))
-            if pushed is None:
-                continue
-            if c.observation is not None and c.observation.observed_at >= pushed.observed_at:
-                continue
-            if self._record(key, pushed):
-                changed.append(key)
+                if name in self._sources:  # a key deleted to revoke it signs nothing any more
+                    self._sources[name].hmac_key = None
+        changed: list[Key] = []
+        with self._recording:
+            for key in cited:
+                with self._lock:
+                    # Read now, not from the snapshot: a push may have been recorded since.
+                    c = self._cited.get(key)
+                    mine = c is not None and c.system == name
+                    pushed = self._pushed.get((name, c.ticket_id)) if c and mine else None
+                    seen = c.observation if c is not None else None
+                if pushed is None or (seen is not None and seen.observed_at >= pushed.observed_at):
+                    continue
+                if self._record(key, pushed):
+                    changed.append(key)
         self._settle(name, error, changed)
 
     def _settle(self, name: str, error: str | None, changed: list[Key]) -> None:

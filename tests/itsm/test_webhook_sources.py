@@ -375,6 +375,7 @@ def test_a_webhook_source_is_unavailable_only_when_its_key_cannot_be_read(rig: R
     assert view is not None
     assert view.error is not None
     assert 'webhook key cannot be read' in view.error
+    assert rig.push(body())[0] == 503, 'a deleted key signs nothing any more'
 
 
 def test_a_rotated_key_is_used_after_the_next_read(rig: Rig) -> None:
