@@ -237,7 +237,8 @@ class TicketPoller:
     # -- webhooks ------------------------------------------------------------------------
 
     def webhook(self, name: str, body: bytes, signature: str | None) -> tuple[int, str]:
-        """Answer POST /webhooks/<name>: 202 and a re-read, or 404 / 401 and nothing changes."""
+        """Answer POST /webhooks/<name>: 202 and a re-read (a webhook source: the push recorded),
+        or 404 / 401 (and, for a push, 400 / 409) and nothing changes."""
         with self._lock:
             source = self._sources.get(name)
             spec, key = (source.spec, source.hmac_key) if source else (None, None)
