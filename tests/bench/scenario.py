@@ -139,6 +139,20 @@ class Run:
             if now - begun > limit:
                 return Quiet(current, now, reached=False)
 
+    async def _wait_reconciles(self, n: int, *, limit: float) -> bool | None:
+        """Wait until the operator has reconciled `n` times since it started (None: it does
+        not say; False: not within `limit` seconds)."""
+        begun = time.monotonic()
+        while True:
+            done = await asyncio.to_thread(self.operator.reconciles)
+            if done is None:
+                return None
+            if done >= n:
+                return True
+            if time.monotonic() - begun > limit:
+                return False
+            await asyncio.sleep(1.0)  # polling the operator's metrics, not the API
+
     async def _converge_batch(
         self, cluster: Cluster, watch: PhaseWatch, manifests: list[workload.Obj], label: str
     ) -> float:
@@ -208,7 +222,13 @@ class Run:
         before = self.requests()
         started = time.monotonic()
         await asyncio.to_thread(self.operator.start)
-        quiet = await self._wait_quiet(limit=max(900.0, n * 0.5), since=before)
+        limit = max(900.0, n * 0.5)
+        # At scale, the operator's first LIST of every watched kind takes longer than the quiet
+        # spell: silence then means "still reading", not "done". An operator that counts its
+        # reconciles is waited for until it has reconciled each identity once.
+        if await self._wait_reconciles(n, limit=limit) is False:
+            self.say(f'  fewer than {n} reconciles within {limit:.0f}s')
+        quiet = await self._wait_quiet(limit=limit, since=before)
         spent = quiet.requests - before
         took = quiet.last_request - started
         self.say(
