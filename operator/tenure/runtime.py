@@ -1,8 +1,10 @@
 """One operator process: its clients, the reconciler, the deadline scheduler and the kopf wiring.
 
-Both kopf handlers and the scheduler end in `Runtime.reconcile_key`, which serialises work per
-identity and always re-reads the object from the API first: a handler's body may be older than
-the status the scheduler just wrote, and a stale "Active" must never re-provision a revocation.
+kopf's handlers ask for a reconcile (`Runtime.request`) and the deadline scheduler runs it; only
+deletion reconciles inside its kopf handler, which keeps the finalizer until the revocation is
+verified. Everything ends in `Runtime.reconcile_key`, which serialises work per identity and
+always re-reads the object from the API first: an event's body may be older than the status just
+written, and a stale "Active" must never re-provision a revocation.
 """
 
 from __future__ import annotations
