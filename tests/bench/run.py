@@ -12,10 +12,10 @@ Benchmarks (see scenario.py for the steps and docs/benchmarks.md for the last fu
   stack, so that the report shows Tenure's numbers next to the usual design's.
 
 Results go to .tenure/bench/results.json (a list of {metric, value, unit, n, baseline_value}),
-the operators' logs to .tenure/bench/<run>/, the table to docs/benchmarks.md after a full run of
-all three at Tenure's defaults, else to .tenure/bench/benchmarks.md. Nothing is asserted: the
-numbers are the output. Everything started is stopped when the run ends, also on failure, Ctrl-C
-or SIGTERM.
+the operators' logs to .tenure/bench/<run>/, the table to docs/benchmarks.md after a full-scale run
+of all three (the settings used are stated in it), else to .tenure/bench/benchmarks.md. Nothing
+is asserted: the numbers are the output. Everything started is stopped when the run ends, also
+on failure, Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
