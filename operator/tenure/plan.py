@@ -22,11 +22,10 @@ from tenure.api.v1alpha1 import (
     API_VERSION,
     DEFAULT_POLICY_NAME,
     KIND,
-    IdentityPolicy,
     ServiceIdentity,
 )
 from tenure.audit import add_connection_arguments, connect, vault_config
-from tenure.domain.guardrails import Policy, policy_from
+from tenure.domain.guardrails import Policy, policy_of
 from tenure.domain.names import IdentityNames
 from tenure.domain.planning import Live, Plan, Settings, plan
 from tenure.errors import PermanentError, TransientError
@@ -190,7 +189,7 @@ def plan_documents(
         in_force = policy or Policy()
         if policy is None and policy_body is not None:
             try:
-                in_force = policy_from(IdentityPolicy.model_validate(dict(policy_body)).spec)
+                in_force = policy_of(policy_body)
             except ValidationError:
                 in_force = Policy()  # as the operator does with an unreadable policy
         results.append(

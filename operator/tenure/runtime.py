@@ -29,11 +29,10 @@ from tenure.api.v1alpha1 import (
     POLICY_PLURAL,
     SOURCE_PLURAL,
     VERSION,
-    IdentityPolicy,
     Phase,
     RevocationReason,
 )
-from tenure.domain.guardrails import Policy, policy_from
+from tenure.domain.guardrails import Policy, policy_of
 from tenure.domain.lifecycle import Revoke
 from tenure.domain.names import FINALIZER
 from tenure.drift import DriftWatch
@@ -134,18 +133,13 @@ class Runtime:
         Identities are re-evaluated at once: an Active one that now violates an Enforce rule is
         reported (Valid=False, an event, a metric) and held, not revoked (see docs/design.md).
         """
-        if body is None:
-            policy = Policy()
-        else:
-            try:
-                policy = policy_from(IdentityPolicy.model_validate(dict(body)).spec)
-            except ValidationError as e:
-                log.error(
-                    'IdentityPolicy %s is invalid, keeping the one in force: %s',
-                    DEFAULT_POLICY_NAME,
-                    e,
-                )
-                return False
+        try:
+            policy = policy_of(body)
+        except ValidationError as e:
+            log.error(
+                'IdentityPolicy %s is invalid, keeping the one in force: %s', DEFAULT_POLICY_NAME, e
+            )
+            return False
         if policy != self._policy:
             self._policy = policy
             self._policy_epoch += 1

@@ -45,9 +45,9 @@ from tenure.admission import (
     request_problem,
     review,
 )
-from tenure.api.v1alpha1 import DEFAULT_POLICY_NAME, IdentityPolicy
+from tenure.api.v1alpha1 import DEFAULT_POLICY_NAME
 from tenure.config import WebhookConfig
-from tenure.domain.guardrails import Policy, policy_from
+from tenure.domain.guardrails import Policy, policy_of
 from tenure.errors import TenureError
 
 log = logging.getLogger(__name__)
@@ -90,18 +90,15 @@ class PolicyFollower:
             return
         self._version = version
         self.known = True
-        if body is None:
-            policy = Policy()
-        else:
-            try:
-                policy = policy_from(IdentityPolicy.model_validate(dict(body)).spec)
-            except ValidationError as e:
-                log.error(
-                    'IdentityPolicy %s is invalid, admission keeps the one in force: %s',
-                    DEFAULT_POLICY_NAME,
-                    e,
-                )
-                return
+        try:
+            policy = policy_of(body)
+        except ValidationError as e:
+            log.error(
+                'IdentityPolicy %s is invalid, admission keeps the one in force: %s',
+                DEFAULT_POLICY_NAME,
+                e,
+            )
+            return
         if policy != self._policy:
             self._policy = policy
             log.info('admission now applies the guardrail policy %s', policy)

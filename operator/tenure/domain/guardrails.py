@@ -19,7 +19,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Final
 
-from tenure.api.v1alpha1 import IdentityPolicySpec, PolicyRule, ServiceIdentitySpec, VaultPathRule
+from tenure.api.v1alpha1 import (
+    IdentityPolicy,
+    IdentityPolicySpec,
+    PolicyRule,
+    ServiceIdentitySpec,
+    VaultPathRule,
+)
 
 
 class Rule(StrEnum):
@@ -90,6 +96,14 @@ class Policy:
     extra_forbidden_verbs: frozenset[str] = frozenset()
     min_justification_length: int = 10
     mode: Mode = Mode.ENFORCE
+
+
+def policy_of(body: Mapping[str, Any] | None) -> Policy:
+    """The policy an IdentityPolicy object puts in force (None: it does not exist, the built-in
+    defaults apply). Raises pydantic's ValidationError when the object does not validate."""
+    if body is None:
+        return Policy()
+    return policy_from(IdentityPolicy.model_validate(dict(body)).spec)
 
 
 def policy_from(spec: IdentityPolicySpec) -> Policy:
