@@ -283,24 +283,34 @@ def render_service_identity_crd() -> JsonObj:
     }
 
 
-def render_identity_policy_crd() -> JsonObj:
-    """The cluster-scoped IdentityPolicy CRD (the object named `default` applies)."""
-    spec = _model_schema(IdentityPolicySpec)
+def _column(name: str, path: str, description: str) -> JsonObj:
+    return {'name': name, 'type': 'string', 'jsonPath': path, 'description': description}
+
+
+def _cluster_crd(
+    *,
+    kind: str,
+    plural: str,
+    singular: str,
+    columns: list[JsonObj],
+    root: JsonObj,
+) -> JsonObj:
+    """A cluster-scoped CRD of Tenure's group with one version, `root` its object schema."""
     return {
         'apiVersion': 'apiextensions.k8s.io/v1',
         'kind': 'CustomResourceDefinition',
         'metadata': {
-            'name': f'{v1alpha1.POLICY_PLURAL}.{v1alpha1.GROUP}',
+            'name': f'{plural}.{v1alpha1.GROUP}',
             'labels': {'app.kubernetes.io/name': 'tenure', 'app.kubernetes.io/part-of': 'tenure'},
         },
         'spec': {
             'group': v1alpha1.GROUP,
             'scope': 'Cluster',
             'names': {
-                'kind': v1alpha1.POLICY_KIND,
-                'listKind': f'{v1alpha1.POLICY_KIND}List',
-                'plural': v1alpha1.POLICY_PLURAL,
-                'singular': v1alpha1.POLICY_SINGULAR,
+                'kind': kind,
+                'listKind': f'{kind}List',
+                'plural': plural,
+                'singular': singular,
                 'categories': list(v1alpha1.CATEGORIES),
             },
             'versions': [
@@ -309,39 +319,37 @@ def render_identity_policy_crd() -> JsonObj:
                     'served': True,
                     'storage': True,
                     'additionalPrinterColumns': [
-                        {
-                            'name': 'Mode',
-                            'type': 'string',
-                            'jsonPath': '.spec.mode',
-                            'description': 'Enforce or Audit',
-                        },
-                        {
-                            'name': 'Max-Lifetime',
-                            'type': 'string',
-                            'jsonPath': '.spec.maxLifetime',
-                            'description': 'Longest lifetime',
-                        },
+                        *columns,
                         {'name': 'Age', 'type': 'date', 'jsonPath': '.metadata.creationTimestamp'},
                     ],
-                    'schema': {
-                        'openAPIV3Schema': {
-                            'type': 'object',
-                            'description': (v1alpha1.IdentityPolicy.__doc__ or '').strip(),
-                            'properties': {
-                                'apiVersion': _ROOT_FIELDS['apiVersion'],
-                                'kind': _ROOT_FIELDS['kind'],
-                                'metadata': {
-                                    'type': 'object',
-                                    'description': 'Standard object metadata.',
-                                },
-                                'spec': spec,
-                            },
-                        }
-                    },
+                    'schema': {'openAPIV3Schema': root},
                 }
             ],
         },
     }
+
+
+def render_identity_policy_crd() -> JsonObj:
+    """The cluster-scoped IdentityPolicy CRD (the object named `default` applies)."""
+    return _cluster_crd(
+        kind=v1alpha1.POLICY_KIND,
+        plural=v1alpha1.POLICY_PLURAL,
+        singular=v1alpha1.POLICY_SINGULAR,
+        columns=[
+            _column('Mode', '.spec.mode', 'Enforce or Audit'),
+            _column('Max-Lifetime', '.spec.maxLifetime', 'Longest lifetime'),
+        ],
+        root={
+            'type': 'object',
+            'description': (v1alpha1.IdentityPolicy.__doc__ or '').strip(),
+            'properties': {
+                'apiVersion': _ROOT_FIELDS['apiVersion'],
+                'kind': _ROOT_FIELDS['kind'],
+                'metadata': {'type': 'object', 'description': 'Standard object metadata.'},
+                'spec': _model_schema(IdentityPolicySpec),
+            },
+        },
+    )
 
 
 POLICY_CRD_FILENAME: Final = f'{v1alpha1.POLICY_PLURAL}.{v1alpha1.GROUP}.yaml'
@@ -350,80 +358,40 @@ SOURCE_CRD_FILENAME: Final = f'{v1alpha1.SOURCE_PLURAL}.{v1alpha1.GROUP}.yaml'
 
 def render_ticket_source_crd() -> JsonObj:
     """The cluster-scoped TicketSource CRD: an ITSM that drives identities (issue #7)."""
-    spec = _model_schema(TicketSourceSpec)
-    return {
-        'apiVersion': 'apiextensions.k8s.io/v1',
-        'kind': 'CustomResourceDefinition',
-        'metadata': {
-            'name': f'{v1alpha1.SOURCE_PLURAL}.{v1alpha1.GROUP}',
-            'labels': {'app.kubernetes.io/name': 'tenure', 'app.kubernetes.io/part-of': 'tenure'},
-        },
-        'spec': {
-            'group': v1alpha1.GROUP,
-            'scope': 'Cluster',
-            'names': {
-                'kind': v1alpha1.SOURCE_KIND,
-                'listKind': f'{v1alpha1.SOURCE_KIND}List',
-                'plural': v1alpha1.SOURCE_PLURAL,
-                'singular': v1alpha1.SOURCE_SINGULAR,
-                'categories': list(v1alpha1.CATEGORIES),
-            },
-            'versions': [
-                {
-                    'name': v1alpha1.VERSION,
-                    'served': True,
-                    'storage': True,
-                    'additionalPrinterColumns': [
-                        {
-                            'name': 'Type',
+    return _cluster_crd(
+        kind=v1alpha1.SOURCE_KIND,
+        plural=v1alpha1.SOURCE_PLURAL,
+        singular=v1alpha1.SOURCE_SINGULAR,
+        columns=[
+            _column('Type', '.spec.type', 'servicenow, jira or webhook'),
+            _column('URL', '.spec.url', 'Base URL of the ITSM'),
+            _column('Poll', '.spec.pollInterval', 'Poll interval'),
+        ],
+        root={
+            'type': 'object',
+            'description': (v1alpha1.TicketSource.__doc__ or '').strip(),
+            'required': ['spec'],
+            'properties': {
+                'apiVersion': _ROOT_FIELDS['apiVersion'],
+                'kind': _ROOT_FIELDS['kind'],
+                # The name is what spec.ticket.system cites.
+                'metadata': {
+                    'type': 'object',
+                    'description': 'Standard object metadata.',
+                    'properties': {
+                        'name': {
                             'type': 'string',
-                            'jsonPath': '.spec.type',
-                            'description': 'servicenow, jira or webhook',
+                            'description': 'The ticket system name identities cite in '
+                            'spec.ticket.system.',
+                            'maxLength': 32,
+                            'pattern': v1alpha1.TICKET_SYSTEM_PATTERN,
                         },
-                        {
-                            'name': 'URL',
-                            'type': 'string',
-                            'jsonPath': '.spec.url',
-                            'description': 'Base URL of the ITSM',
-                        },
-                        {
-                            'name': 'Poll',
-                            'type': 'string',
-                            'jsonPath': '.spec.pollInterval',
-                            'description': 'Poll interval',
-                        },
-                        {'name': 'Age', 'type': 'date', 'jsonPath': '.metadata.creationTimestamp'},
-                    ],
-                    'schema': {
-                        'openAPIV3Schema': {
-                            'type': 'object',
-                            'description': (v1alpha1.TicketSource.__doc__ or '').strip(),
-                            'required': ['spec'],
-                            'properties': {
-                                'apiVersion': _ROOT_FIELDS['apiVersion'],
-                                'kind': _ROOT_FIELDS['kind'],
-                                # The name is what spec.ticket.system cites.
-                                'metadata': {
-                                    'type': 'object',
-                                    'description': 'Standard object metadata.',
-                                    'properties': {
-                                        'name': {
-                                            'type': 'string',
-                                            'description': 'The ticket system name identities '
-                                            'cite in spec.ticket.system.',
-                                            'maxLength': 32,
-                                            'pattern': v1alpha1.TICKET_SYSTEM_PATTERN,
-                                        },
-                                    },
-                                },
-                                'spec': spec,
-                            },
-                        }
                     },
-                }
-            ],
+                },
+                'spec': _model_schema(TicketSourceSpec),
+            },
         },
-    }
+    )
 
 
 def render_all() -> dict[str, str]:
