@@ -17,7 +17,9 @@ excerpt this module shows (exceptions, `log_tail()`) has both values redacted.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
+import json
 import logging
 import os
 import re
@@ -94,8 +96,12 @@ class OpenBaoDevServer:
         startup_timeout: float = 30.0,
         stop_timeout: float = 10.0,
         log_level: str = 'info',
+        audit_log: bool = False,
     ) -> None:
         self.workdir = workdir
+        self.audit_log_path = workdir / 'audit.log' if audit_log else None
+        """With `audit_log`: a file audit device writes every request and response here (one JSON
+        object per line, secret values HMAC'd); `AuditLogCounter` counts them."""
         # Dev mode binds `port` for the API and `port + 1` for the cluster listener.
         self.port = free_port_pair() if port is None else port
         self.addr = f'http://127.0.0.1:{self.port}'
@@ -145,6 +151,16 @@ class OpenBaoDevServer:
             '-dev-no-store-token',
             f'-log-level={self.log_level}',
         ]
+        if self.audit_log_path is not None:
+            # Audit devices are configured declaratively: OpenBao refuses to enable one through
+            # its API (`sys/audit`). A dev server takes a config file beside its -dev flags.
+            config = self.workdir / 'audit.hcl'
+            config.write_text(
+                'audit "file" "requests" {\n'
+                f'  options {{\n    file_path = {json.dumps(str(self.audit_log_path))}\n  }}\n'
+                '}\n'
+            )
+            argv.append(f'-config={config}')
         log.info('starting OpenBao dev server at %s (log: %s)', self.addr, self.log_path)
         with self.log_path.open('wb') as log_file:
             # The child keeps its own copy of the descriptor; ours can close right away.
@@ -391,12 +407,14 @@ def running_openbao(
     startup_timeout: float = 30.0,
     stop_timeout: float = 10.0,
     log_level: str = 'info',
+    audit_log: bool = False,
 ) -> Iterator[OpenBaoDevServer]:
     """Run an OpenBao dev server on free loopback ports for the duration of the block.
 
     The server and its log live in a fresh private temporary directory; the process is stopped
     (SIGTERM, then SIGKILL) when the block ends, however it ends. `log_level='debug'` makes the
     server log why an auth method refused a login (kubernetes auth says so at debug level only).
+    `audit_log=True` has it write every request to `server.audit_log_path` (`AuditLogCounter`).
     """
     with tempfile.TemporaryDirectory(prefix='tenure-openbao-') as workdir:
         server = OpenBaoDevServer(
@@ -405,9 +423,51 @@ def running_openbao(
             startup_timeout=startup_timeout,
             stop_timeout=stop_timeout,
             log_level=log_level,
+            audit_log=audit_log,
         )
         try:
             server.start()
             yield server
         finally:
             server.stop()
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditCounts:
+    requests: int
+    """Requests OpenBao handled with a token (unauthenticated ones, such as sys/health, are not
+    audited)."""
+    writes: int
+    """Of which create, update, patch or delete operations (a POST is one, lookups included)."""
+
+
+class AuditLogCounter:
+    """Counts the requests in a dev server's audit log (`audit_log=True`), reading only what was
+    appended since the last call: the server counts, so no proxy sits in the path measured."""
+
+    WRITES: Final = frozenset({'create', 'update', 'patch', 'delete'})
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = b''
+        self._requests = 0
+        self._writes = 0
+
+    def counts(self) -> AuditCounts:
+        with self.path.open('rb') as log_file:
+            log_file.seek(self._offset)
+            chunk = log_file.read()
+        self._offset += len(chunk)
+        lines = (self._partial + chunk).split(b'\n')
+        self._partial = lines.pop()  # a line still being written
+        for line in lines:
+            if not line:
+                continue
+            entry = json.loads(line)
+            if entry.get('type') != 'request':
+                continue
+            self._requests += 1
+            if (entry.get('request') or {}).get('operation') in self.WRITES:
+                self._writes += 1
+        return AuditCounts(self._requests, self._writes)

@@ -1,16 +1,16 @@
 """The stack a benchmark runs against, the operators under test, and what is read from them.
 
 `running_stack()` starts what `make dev` starts, on free loopback ports, and stops it all when the
-block ends however it ends: the Kubernetes API emulator (in this process, on its own thread), a
-real OpenBao dev server (a child process) with Kubernetes auth reviewing tokens against the
-emulator, and the fault proxy in front of OpenBao in pass-through mode, which the operator under
-test is pointed at so that its Vault requests are counted.
+block ends however it ends: the Kubernetes API emulator (in this process, on its own thread) and
+a real OpenBao dev server (a child process) with Kubernetes auth reviewing tokens against the
+emulator and a file audit device.
 
 Requests are counted at the servers, not in the operator, so both operators are measured the same
 way: Kubernetes requests by the emulator's fault injector (one counting `PassThrough` rule per
-verb; the benchmark's own client sends `EXEMPT_HEADER` and is not counted), Vault requests by the
-proxy (`ProxyCounts.requests`; its writes are counted by a zero-second `slow` mode limited to the
-write methods, `ProxyCounts.delayed`).
+verb; the benchmark's own client sends `EXEMPT_HEADER` and is not counted), Vault requests in
+OpenBao's audit log (`AuditLogCounter`). Nothing sits between an operator and OpenBao: a counting
+proxy in this process (an earlier design) shared the emulator's interpreter and added a hop to
+every Vault request, which doubled the revocation latency measured at full scale.
 
 Memory and CPU are read from /proc for the operator's own process (Linux only).
 """
@@ -31,10 +31,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Protocol, Self
 
-from tenure_devtools.faultproxy import WRITES, FaultProxy, ProxyMode, running_fault_proxy
 from tenure_devtools.kubeapi import KubeApiEmulator, running_emulator
 from tenure_devtools.kubeapi.faults import FaultInjector, FaultRule, PassThrough
-from tenure_devtools.openbao import OpenBaoDevServer, running_openbao
+from tenure_devtools.openbao import AuditLogCounter, OpenBaoDevServer, running_openbao
 from tenure_devtools.operator_process import OperatorProcess
 from tenure_devtools.ports import free_port
 
@@ -96,11 +95,11 @@ class Requests:
 
 
 class RequestCounter:
-    """Counts what reaches the emulator (by verb) and what reaches OpenBao through the proxy."""
+    """Counts what reaches the emulator (by verb) and what OpenBao's audit log records."""
 
-    def __init__(self, faults: FaultInjector, proxy: FaultProxy) -> None:
+    def __init__(self, faults: FaultInjector, vault: AuditLogCounter) -> None:
         self._faults = faults
-        self._proxy = proxy
+        self._vault = vault
         # Rules are tried in order and the first that fires decides: one rule per verb counts
         # each request once, and the last, matching everything, counts the rest.
         self._rules = {
@@ -108,16 +107,13 @@ class RequestCounter:
             for verb in KUBE_VERBS
         }
         self._rules[OTHER] = faults.add(FaultRule(effect=PassThrough(), times=None))
-        # A zero-second delay on writes only: the proxy counts them (`delayed`) and forwards them
-        # at once; everything else passes through untouched.
-        proxy.mode(ProxyMode.slow(0.0, methods=WRITES))
 
     def snapshot(self) -> Requests:
-        counts = self._proxy.counts
+        counts = self._vault.counts()
         return Requests(
             kube={verb: self._faults.stats(rule).matched for verb, rule in self._rules.items()},
             vault=counts.requests,
-            vault_writes=counts.delayed,
+            vault_writes=counts.writes,
         )
 
 
@@ -128,7 +124,6 @@ class RequestCounter:
 class Stack:
     emulator: KubeApiEmulator
     bao: OpenBaoDevServer
-    proxy: FaultProxy
     kubeconfig: Path
     requests: RequestCounter
     workdir: Path
@@ -136,25 +131,24 @@ class Stack:
 
 @contextlib.contextmanager
 def running_stack(workdir: Path) -> Iterator[Stack]:
-    """The emulator with Tenure's CRDs, OpenBao with Kubernetes auth, the counting proxy."""
+    """The emulator with Tenure's CRDs, OpenBao with Kubernetes auth and its audit log."""
     workdir.mkdir(parents=True, exist_ok=True)
     # The emulator replays at most `watch_window` events to a watch that resumes; the default
     # (10,000) is less than one status write per identity at full scale, and a watcher that
     # resumes after a 300 s server timeout must not get 410 Gone for that reason alone.
     with (
         running_emulator(crd_paths=[REPO / 'crds'], watch_window=200_000) as emulator,
-        running_openbao() as bao,
+        running_openbao(audit_log=True) as bao,
     ):
         bao.configure_kubernetes_auth(kubernetes_host=emulator.url)
-        with running_fault_proxy(bao.addr) as proxy:
-            yield Stack(
-                emulator=emulator,
-                bao=bao,
-                proxy=proxy,
-                kubeconfig=emulator.write_kubeconfig(workdir / 'kubeconfig'),
-                requests=RequestCounter(emulator.faults, proxy),
-                workdir=workdir,
-            )
+        assert bao.audit_log_path is not None
+        yield Stack(
+            emulator=emulator,
+            bao=bao,
+            kubeconfig=emulator.write_kubeconfig(workdir / 'kubeconfig'),
+            requests=RequestCounter(emulator.faults, AuditLogCounter(bao.audit_log_path)),
+            workdir=workdir,
+        )
 
 
 # ---- the operators under test --------------------------------------------------------------
@@ -183,8 +177,8 @@ class Operator(Protocol):
 
 
 class TenureOperator(OperatorProcess):
-    """The real `tenure run`, pointed at the counting proxy, with its default settings (logging
-    at INFO, as the baseline's kopf does)."""
+    """The real `tenure run` with its default settings (logging at INFO, as the baseline's kopf
+    does)."""
 
     label = 'tenure'
 
@@ -304,7 +298,7 @@ class BaselineOperator:
 def tenure_operator(stack: Stack, args: Sequence[str] = ()) -> TenureOperator:
     return TenureOperator(
         kubeconfig=stack.kubeconfig,
-        vault_addr=stack.proxy.url,
+        vault_addr=stack.bao.addr,
         vault_token=stack.bao.root_token,
         args=list(args),
         log_dir=stack.workdir,
@@ -314,7 +308,7 @@ def tenure_operator(stack: Stack, args: Sequence[str] = ()) -> TenureOperator:
 def baseline_operator(stack: Stack) -> BaselineOperator:
     return BaselineOperator(
         kubeconfig=stack.kubeconfig,
-        vault_addr=stack.proxy.url,
+        vault_addr=stack.bao.addr,
         vault_token=stack.bao.root_token,
         log_dir=stack.workdir,
     )

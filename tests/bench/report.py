@@ -72,13 +72,14 @@ METRICS: Final[Mapping[str, Definition]] = {
     'provision_vault_requests_per_identity': Definition(
         'Vault requests per identity provisioned',
         'requests',
-        'Every request that reached OpenBao through the counting proxy, per identity.',
+        'Every request OpenBao recorded in its audit log, per identity.',
     ),
     'provision_vault_writes_per_identity': Definition(
         'Vault writes per identity provisioned',
         'requests',
-        'The requests with a write method among them (POST, PUT, PATCH, DELETE: the policy, '
-        "the role, the secret and its metadata). Vault's lookups are POSTs too and count here.",
+        'The requests among them whose audited operation is create, update, patch or delete '
+        "(the policy, the role, the secret and its metadata). Vault's lookups are POSTs, "
+        'audited as updates, and count here.',
     ),
     'steady_kube_requests_per_minute': Definition(
         'Kubernetes requests per steady-state minute ({n} Active)',
@@ -316,7 +317,7 @@ def markdown(
         'provision on create, and a `@kopf.timer(interval=60)` per identity that checks its '
         "expiry and revokes; it does its work with Tenure's own reconciler, so both make the "
         'same objects and the same Vault calls. Requests are counted by the servers (the '
-        "emulator's per-verb counters, a pass-through proxy in front of OpenBao), memory and "
+        "emulator's per-verb counters, OpenBao's audit log), memory and "
         "CPU read from /proc for the operator's process.",
         '',
         f'Scale: {scale}. {settings} The whole run took {_duration(elapsed)}.',

@@ -7,7 +7,7 @@ Benchmarks (see scenario.py for the steps and docs/benchmarks.md for the last fu
 
 - emulator: the Kubernetes API emulator alone (bench_emulator.py);
 - tenure: the real `tenure run` on the workload (converge, steady state, restart, expiry), on a
-  fresh stack it starts itself: the emulator, a real OpenBao, a counting proxy in front of it;
+  fresh stack it starts itself: the emulator and a real OpenBao (its audit log counts requests);
 - baseline: the naive kopf operator (baseline_operator.py) on the same workload, on its own fresh
   stack, so that the report shows Tenure's numbers next to the usual design's.
 

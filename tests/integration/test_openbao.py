@@ -14,6 +14,7 @@ from kubernetes import client as k8s
 from tenure_devtools.kubeapi import running_emulator
 from tenure_devtools.openbao import (
     DEV_KV_MOUNT,
+    AuditLogCounter,
     OpenBaoDevServer,
     OpenBaoError,
     running_openbao,
@@ -114,6 +115,24 @@ def test_error_text_never_contains_the_root_token() -> None:
         assert bao.root_token not in message
         assert bao.unseal_key not in message
         assert bao.root_token not in repr(bao)
+
+
+def test_the_audit_log_counts_each_request_the_server_handled_and_its_writes() -> None:
+    """The benchmark counts Vault requests at the server (no proxy in the path measured)."""
+    with running_openbao(audit_log=True) as bao:
+        assert bao.audit_log_path is not None
+        counter = AuditLogCounter(bao.audit_log_path)
+        before = counter.counts()
+        client = bao.client()
+        client.secrets.kv.v2.create_or_update_secret('audited', secret={'k': 'canary-value'})
+        client.secrets.kv.v2.read_secret_version('audited', raise_on_deleted_version=True)
+        client.sys.list_acl_policies()
+        client.secrets.kv.v2.delete_metadata_and_all_versions('audited')
+        after = counter.counts()
+        # OpenBao writes the entry before it answers: both are in the file by now.
+        assert (after.requests - before.requests, after.writes - before.writes) == (4, 2)
+        assert counter.counts() == after, 'each entry is counted once'
+        assert 'canary-value' not in bao.audit_log_path.read_text(), 'values are HMAC-ed'
 
 
 # -- seal and unseal, for outage tests ----------------------------------------------------------
