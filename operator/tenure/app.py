@@ -74,6 +74,7 @@ def build_runtime(config: OperatorConfig) -> Runtime:
             expiry_warning=config.expiry_warning,
             remove_unexpected_bindings=config.remove_unexpected_bindings,
         ),
+        threads=config.max_workers,
     )
     runtime = Runtime(
         kube,

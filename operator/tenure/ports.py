@@ -37,8 +37,12 @@ class KubernetesPort(Protocol):
     def service_account_uid(self, names: IdentityNames) -> str | None:
         """The uid of the identity's ServiceAccount, None when there is none."""
 
-    def delete_all(self, names: IdentityNames) -> None:
-        """Delete the identity's RoleBindings, Role, ServiceAccount and its token Secrets."""
+    def delete_access(self, names: IdentityNames) -> None:
+        """Delete the identity's RoleBindings, Role and its ServiceAccount's token Secrets."""
+
+    def delete_service_account(self, names: IdentityNames) -> None:
+        """Delete the identity's ServiceAccount (after `delete_access`: its uid tells its token
+        Secrets apart from a same-named stranger's, and names its Vault entity)."""
 
     def verify_gone(self, names: IdentityNames) -> list[ProofCheck]:
         """One proof check per kind of object: gone, or what is still there."""
@@ -66,6 +70,9 @@ class VaultPort(Protocol):
     def role_token_ttl(self, role: str) -> int | None: ...
 
     def ensure_role(self, role: VaultRole) -> bool: ...
+
+    def write_role(self, role: VaultRole) -> None:
+        """Write the role without reading it first (a TTL refresh knows it differs)."""
 
     def secret_version(self, path: str) -> int | None: ...
 

@@ -7,11 +7,13 @@ reached through the ports (`tenure.ports`), implemented by `tenure.adapters`.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -79,6 +81,7 @@ log = logging.getLogger(__name__)
 
 OWNER_HISTORY_LIMIT = 32
 GONE = 'Gone'
+T = TypeVar('T')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,6 +190,7 @@ class Reconciler:
         settings: Settings | None = None,
         policy: Callable[[], Policy] = Policy,
         ticket_sources: Callable[[str], SourceView | None] = lambda _system: None,
+        threads: int = 16,
     ) -> None:
         self.kube = kube
         self.vault = vault
@@ -196,6 +200,9 @@ class Reconciler:
         """The guardrail policy in force (the `default` IdentityPolicy, or built-in defaults)."""
         self.ticket_sources = ticket_sources
         """The TicketSource named by a spec.ticket.system, if any (issue #7)."""
+        self._parallel = ThreadPoolExecutor(threads, thread_name_prefix='tenure-vault')
+        """Where a revocation runs its Vault part while its own thread does Kubernetes' (one
+        thread each at most: size it to the reconciles in flight)."""
         self.unexpected_bindings: Callable[[tuple[str, str]], list[BindingRef] | None] = (
             lambda _key: None
         )
@@ -312,8 +319,10 @@ class Reconciler:
             now, identity.expires_at, due.ttl_seconds, self.settings.max_token_ttl
         )
         if plan.write:
+            # Written without a read first: the plan says the TTL in force differs (and the
+            # write sets every field Tenure manages, as the converge left them).
             role = vault_role(identity, plan.ttl_seconds)
-            self.vault.ensure_role(role)
+            self.vault.write_role(role)
             # The drift check compares the role with what Tenure last wrote: this is it now.
             key = (identity.names.namespace, identity.names.name)
             expected = self.vault_expected.get(key)
@@ -762,7 +771,13 @@ class Reconciler:
         return subject
 
     def _revoke(self, obj: _Object, decision: Revoke, now: datetime) -> Outcome:
-        """Vault first (role, issued tokens, policy, secret), then Kubernetes; then verify.
+        """Vault and Kubernetes at once, the ServiceAccount last; then verify both at once.
+
+        Vault (on a thread of its own): the role (no new logins), the issued tokens, the
+        ServiceAccount's entity, the policy, the secret. Kubernetes meanwhile: the RoleBindings
+        (access ends at the first write), the Role, the token Secrets. The ServiceAccount goes
+        only once Vault's part succeeded: its uid names the Vault entity, and a revocation that
+        failed part-way must still be able to read it when it is retried.
 
         A Vault role or policy of this name that belongs to another identity (names can look
         alike across namespaces) is left alone, and proven not to be this identity's.
@@ -771,33 +786,27 @@ class Reconciler:
         revocation = previous.revocation or RevocationStatus(
             reason=decision.reason, requested_at=now
         )
-        # The SA's uid names its Vault entity; read it before the SA goes.
         sa_uid = self.kube.service_account_uid(names)
-        subject = self.vault.role_subject(names.vault_role)
-        role_ours = role_is_ours(subject, names)
-        if role_ours:
-            self.vault.delete_role(names.vault_role)
-        self.vault.revoke_issued_tokens(
-            role=names.vault_role, namespace=names.namespace, service_account=names.name
-        )
-        if sa_uid is not None:
-            self.vault.disable_entity(service_account_uid=sa_uid)
-        policy_ours = policy_is_ours(self.vault.policy_text(names.vault_policy), names)
-        if policy_ours:
-            self.vault.delete_policy(names.vault_policy)
-        self.vault.delete_secret(names.secret_path)
-        self.kube.delete_all(names)
+        vault_half = self._beside(self._revoke_vault, names, sa_uid)
+        try:
+            self.kube.delete_access(names)
+        finally:
+            role_ours, policy_ours = vault_half.result()  # raises what stopped Vault's part
+        self.kube.delete_service_account(names)
 
-        proof = [
-            self._not_ours(p, names, role_ours, policy_ours)
-            for p in self.vault.verify_gone(
-                role=names.vault_role,
-                policy=names.vault_policy,
-                secret_path=names.secret_path,
-                namespace=names.namespace,
-                service_account=names.name,
-            )
-        ] + self.kube.verify_gone(names)
+        vault_proof = self._beside(
+            self.vault.verify_gone,
+            role=names.vault_role,
+            policy=names.vault_policy,
+            secret_path=names.secret_path,
+            namespace=names.namespace,
+            service_account=names.name,
+        )
+        try:
+            kube_proof = self.kube.verify_gone(names)
+        finally:
+            checked = vault_proof.result()
+        proof = [self._not_ours(p, names, role_ours, policy_ours) for p in checked] + kube_proof
         remaining = [p for p in proof if p.result != GONE]
         if remaining:
             revocation = revocation.model_copy(update={'proof': proof, 'verified': False})
@@ -822,6 +831,30 @@ class Reconciler:
             }
         )
         return Outcome(status, decision, (Note(False, Reason.REVOKED, message),))
+
+    def _revoke_vault(self, names: IdentityNames, sa_uid: str | None) -> tuple[bool, bool]:
+        """Vault's part of a revocation, in order; returns whether the role and the policy
+        were this identity's (and deleted)."""
+        subject = self.vault.role_subject(names.vault_role)
+        role_ours = role_is_ours(subject, names)
+        if role_ours:
+            self.vault.delete_role(names.vault_role)
+        self.vault.revoke_issued_tokens(
+            role=names.vault_role, namespace=names.namespace, service_account=names.name
+        )
+        if sa_uid is not None:
+            self.vault.disable_entity(service_account_uid=sa_uid)
+        policy_ours = policy_is_ours(self.vault.policy_text(names.vault_policy), names)
+        if policy_ours:
+            self.vault.delete_policy(names.vault_policy)
+        self.vault.delete_secret(names.secret_path)
+        return role_ours, policy_ours
+
+    def _beside(self, work: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        """Run `work` on another thread, in this thread's context (a revocation's urgency goes
+        with it, see tenure.limits); the caller waits for the result before it returns."""
+        context = contextvars.copy_context()
+        return self._parallel.submit(context.run, work, *args, **kwargs)
 
     @staticmethod
     def _not_ours(

@@ -578,7 +578,7 @@ def test_every_call_on_a_tenants_behalf_stays_in_its_namespace(scenario: str) ->
         cancelled = copy.deepcopy(body)
         cancelled['spec']['ticket']['state'] = 'Cancelled'
         reconciler.reconcile({**cancelled, 'status': status})
-        assert 'kube.delete_all' in calls
+        assert 'kube.delete_service_account' in calls
     assert_only_namespace([kube, vault], namespace, name)
 
 

@@ -23,7 +23,7 @@ import hvac.exceptions
 import pytest
 from kubernetes import client as k8s
 
-from tenure.adapters.vault import VaultMaterial, operator_policy
+from tenure.adapters.vault import ACCESSOR_REREAD, VaultMaterial, operator_policy
 from tenure.domain.desired import VaultRole
 from tenure.domain.names import IdentityNames
 from tenure.errors import PermanentError, TransientError
@@ -201,6 +201,25 @@ def test_role_is_rewritten_when_its_ttl_changes(
 
     assert material.ensure_role(shorter) is True
     assert material.role_token_ttl(workload.role.name) == 120
+
+
+def test_a_ttl_refresh_writes_the_role_in_one_request(
+    openbao: OpenBaoDevServer, workload: Workload
+) -> None:
+    sent: list[str] = []
+    material = VaultMaterial(
+        openbao.client(),
+        auth_mount=AUTH_MOUNT,
+        clock=lambda: NOW,
+        observe=lambda op, _result: sent.append(op),
+    )
+    material.ensure_role(workload.role)
+    sent.clear()
+    material.write_role(dataclasses.replace(workload.role, ttl_seconds=30))
+    assert sent == ['write'], 'no read first: the refresh knows the TTL differs'
+    stored = openbao.client().auth.kubernetes.read_role(workload.role.name, mount_point=AUTH_MOUNT)
+    assert (stored['token_ttl'], stored['token_explicit_max_ttl']) == (30, 30)
+    assert stored['bound_service_account_names'] == [workload.names.service_account]
 
 
 def test_reads_repeated_within_one_reconcile_ask_vault_once_until_a_write(
@@ -639,6 +658,35 @@ def test_disabled_entity_refuses_every_token_of_that_service_account(
     assert usable(openbao, neighbours)
     assert material.disable_entity(service_account_uid=workload.uid) is False, 'already off'
     assert material.disable_entity(service_account_uid=str(uuid.uuid4())) is False, 'no entity'
+
+
+def test_the_auth_mount_accessor_is_read_once_a_minute_not_once_per_revocation(
+    openbao: OpenBaoDevServer, kube_auth: KubeAuth
+) -> None:
+    now = [NOW]
+    sent: list[str] = []
+    material = VaultMaterial(
+        openbao.client(),
+        auth_mount=AUTH_MOUNT,
+        clock=lambda: now[0],
+        observe=lambda op, _result: sent.append(op),
+    )
+    first, second = kube_auth.workload(), kube_auth.workload()
+    provision(material, first)
+    provision(material, second)
+    held = kube_auth.login(first)
+    kube_auth.login(second)
+    sent.clear()
+    assert material.disable_entity(service_account_uid=first.uid) is True
+    assert sent == ['read', 'write', 'write'], 'the mount, the entity lookup, the disable'
+    assert not usable(openbao, held)
+    sent.clear()
+    assert material.disable_entity(service_account_uid=second.uid) is True
+    assert sent == ['write', 'write'], 'the accessor is remembered'
+    now[0] += ACCESSOR_REREAD
+    sent.clear()
+    material.disable_entity(service_account_uid=str(uuid.uuid4()))
+    assert sent == ['read', 'write'], 'a minute later it is read again'
 
 
 # -- deletion and proof ----------------------------------------------------------------------

@@ -67,8 +67,13 @@ class FakeKube:
         sa = self.objects.get(('ServiceAccount', names.name))
         return None if sa is None else str(sa['uid'])
 
-    def delete_all(self, names: IdentityNames) -> None:
-        self.calls.append('kube.delete_all')
+    def delete_access(self, names: IdentityNames) -> None:
+        self.calls.append('kube.delete_access')
+        for key in [k for k in self.objects if k[0] != 'ServiceAccount']:
+            del self.objects[key]
+
+    def delete_service_account(self, names: IdentityNames) -> None:
+        self.calls.append('kube.delete_service_account')
         self.objects.clear()
 
     def verify_gone(self, names: IdentityNames) -> list[ProofCheck]:
@@ -131,9 +136,13 @@ class FakeVault:
         self._io('write role')
         if self.roles.get(role.name) == role:
             return False
+        self.write_role(role)
+        return True
+
+    def write_role(self, role: VaultRole) -> None:
+        self._io('write role')
         self.roles[role.name] = role
         self.calls.append(f'vault.role {role.name} ttl={role.ttl_seconds}')
-        return True
 
     def secret_version(self, path: str) -> int | None:
         self._io('read secret')

@@ -183,20 +183,29 @@ def test_a_name_conflict_is_denied_before_anything_is_written(harness: Harness) 
     assert len(harness.kube.status_patches) == patches
 
 
-def test_expiry_revokes_vault_first_then_kubernetes_and_records_proof(harness: Harness) -> None:
+def test_expiry_revokes_vault_and_rbac_together_the_service_account_last_and_records_proof(
+    harness: Harness,
+) -> None:
     harness.run()
     sa_uid = harness.kube.service_account_uid(harness.reconciler._read(harness.body).names)
     mark = len(harness.calls)
     harness.now = datetime(2027, 2, 15, tzinfo=UTC)
     outcome = harness.run()
-    assert harness.calls[mark:] == [
+    done = harness.calls[mark:]
+    # Vault's part runs beside Kubernetes' (its own order kept); the ServiceAccount, whose uid
+    # names the Vault entity, goes only after all of Vault's part.
+    assert [c for c in done if c.startswith('vault.')] == [
         'vault.delete_role',
         'vault.revoke_tokens',
         f'vault.disable_entity {sa_uid}',
         'vault.delete_policy',
         'vault.delete_secret',
-        'kube.delete_all',
     ]
+    assert sorted(c for c in done if c.startswith('kube.')) == [
+        'kube.delete_access',
+        'kube.delete_service_account',
+    ]
+    assert done[-1] == 'kube.delete_service_account'
     revocation = harness.status['revocation']
     assert (revocation['reason'], revocation['verified']) == ('Expired', True)
     assert all(p['result'] == 'Gone' for p in revocation['proof'])
@@ -217,6 +226,10 @@ def test_a_revocation_that_fails_part_way_retries_and_never_claims_verified(
     assert harness.status['phase'] == 'Active', 'not Revoked until verified'
     assert harness.condition('Ready')['reason'] == 'RevocationFailed'
     assert 'sealed' in harness.condition('Ready')['message']
+    assert [k for k in harness.kube.objects if k[0] == 'ServiceAccount'], (
+        'the ServiceAccount stays until Vault is done: the retry needs its uid for the entity'
+    )
+    assert 'kube.delete_service_account' not in harness.calls
     # Vault comes back; meanwhile someone "un-cancels" the ticket: revocation still completes.
     harness.vault.down = False
     harness.edit('spec.ticket.state', 'Approved')

@@ -587,19 +587,28 @@ class KubeObjects:
 
     # -- revocation ------------------------------------------------------------------------
 
-    def delete_all(self, names: IdentityNames) -> None:
-        """RoleBindings, Role, the ServiceAccount's token Secrets, then the ServiceAccount.
+    def delete_access(self, names: IdentityNames) -> None:
+        """RoleBindings, Role, then the ServiceAccount's token Secrets.
 
-        Bindings go first so that access ends at the first write; the ServiceAccount goes last so
-        that its token Secrets can still be told apart from a same-named stranger's.
+        Bindings go first so that access ends at the first write. The ServiceAccount itself is
+        left for `delete_service_account`: while it exists, its token Secrets can be told apart
+        from a same-named stranger's, and a revocation retried after a failure can still read
+        the uid that names its Vault entity.
         """
         for kind in ('RoleBinding', 'Role'):
             for obj in self._managed(kind, names):
                 self._delete(kind, names.namespace, obj)
         for secret in self._token_secrets(names):
             self._delete('Secret', names.namespace, secret)
+
+    def delete_service_account(self, names: IdentityNames) -> None:
         for sa in self._managed('ServiceAccount', names):
             self._delete('ServiceAccount', names.namespace, sa)
+
+    def delete_all(self, names: IdentityNames) -> None:
+        """The whole Kubernetes side of a revocation at once, in order (tools and tests)."""
+        self.delete_access(names)
+        self.delete_service_account(names)
 
     def verify_gone(self, names: IdentityNames) -> list[ProofCheck]:
         checks = []

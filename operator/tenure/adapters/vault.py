@@ -67,7 +67,7 @@ import re
 import secrets
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -87,6 +87,8 @@ STILL_PRESENT: Final = 'StillPresent'
 
 SECRET_MAX_VERSIONS: Final = 2
 """The current version and the previous one, for a zero-downtime rollover; older ones go."""
+ACCESSOR_REREAD: Final = timedelta(minutes=1)
+"""How long the auth mount's accessor is used before it is read again."""
 
 # Role fields that the kubernetes auth method keeps from earlier writes when a write leaves them
 # out, and that would widen who may log in or how long a token lives if someone set them outside
@@ -327,12 +329,14 @@ class VaultMaterial:
         self._throttled = throttled
         """Called with Retry-After (seconds) when Vault answers 429: pause every request."""
         self._memo = threading.local()
+        """Per thread: the answers to reads inside `memoised_reads` (None outside one)."""
         self._logins: dict[str, _Login | None] = {}
         """What each live token accessor was issued for (None: not a Kubernetes login of ours).
         A token's path and metadata never change, so each is looked up once in its life, not
         once per revocation: the scan then costs one listing, however many tokens Vault holds."""
         self._logins_lock = threading.Lock()
-        """Per thread: the answers to reads inside `memoised_reads` (None outside one)."""
+        self._accessor: tuple[str | None, datetime] | None = None
+        """The auth mount's accessor and when it was read (see `_mount_accessor`)."""
 
     def __repr__(self) -> str:
         # Spelled out so that the client (and its token) never reaches a repr.
@@ -534,6 +538,17 @@ class VaultMaterial:
             )
         return auth.data
 
+    def _mount_accessor(self) -> str | None:
+        """The auth mount's accessor (entity aliases name it), re-read at most once a minute:
+        it changes only if the auth method is disabled and enabled again, not per revocation."""
+        now = self._clock()
+        cached = self._accessor
+        if cached is None or now - cached[1] >= ACCESSOR_REREAD:
+            accessor = self._auth_mount_config().get('accessor')
+            cached = (None if accessor is None else str(accessor), now)
+            self._accessor = cached
+        return cached[0]
+
     # -- policy ------------------------------------------------------------------------------
 
     def policy_text(self, name: str) -> str | None:
@@ -590,22 +605,30 @@ class VaultMaterial:
 
     def ensure_role(self, role: VaultRole) -> bool:
         """Write the Kubernetes-auth role unless every field it sets already matches."""
-        desired = {**_ROLE_PINNED, **role.config()}
         current = self._read_role(role.name)
-        if current is not None and _role_matches(current, desired):
+        if current is not None and _role_matches(current, {**_ROLE_PINNED, **role.config()}):
             log.debug('Vault role %s is up to date', role.name)
             return False
+        self._write_role(role, 'updated' if current is not None else 'created')
+        return True
+
+    def write_role(self, role: VaultRole) -> None:
+        """Write the role as given, without reading it first: one request (a TTL refresh)."""
+        self._write_role(role, 'wrote')
+
+    def _write_role(self, role: VaultRole, done: str) -> None:
         with translated(f'write Vault role {role.name!r} on auth mount {self.auth_mount}/'):
-            self._request('POST', self._role_path(role.name), json=desired)
+            self._request(
+                'POST', self._role_path(role.name), json={**_ROLE_PINNED, **role.config()}
+            )
         log.info(
             '%s Vault role %s for ServiceAccount %s/%s (token TTL %ds)',
-            'updated' if current is not None else 'created',
+            done,
             role.name,
             role.namespace,
             role.service_account,
             role.ttl_seconds,
         )
-        return True
 
     def role_matches(self, role: VaultRole) -> bool:
         """Whether the role exists with every field Tenure sets as in `role` (one read, no
@@ -771,7 +794,7 @@ class VaultMaterial:
         True when this call disabled it; False when there is no entity (it never logged in) or
         it is already disabled.
         """
-        mount_accessor = self._auth_mount_config().get('accessor')
+        mount_accessor = self._mount_accessor()
         with translated(f'look up the Vault entity of ServiceAccount uid {service_account_uid}'):
             entity = self._request(
                 'POST',

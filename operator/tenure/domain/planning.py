@@ -497,7 +497,8 @@ class _Planner:
     # -- revoke ---------------------------------------------------------------------------------
 
     def revocation(self) -> list[Change]:
-        """Vault first, then Kubernetes, as the operator revokes."""
+        """Vault's half in its order, then Kubernetes' (the operator runs both at once, and
+        deletes the ServiceAccount last)."""
         names, live = self.names, self.live
         if_present = 'if present (not read)'
         changes: list[Change] = []
