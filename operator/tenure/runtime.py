@@ -37,6 +37,7 @@ from tenure.domain.lifecycle import Revoke
 from tenure.domain.names import FINALIZER
 from tenure.drift import DriftWatch
 from tenure.errors import PermanentError, TenureError, TransientError
+from tenure.gcpacing import CollectorPacer
 from tenure.limits import PriorityGate, urgent
 from tenure.metrics import Metrics
 from tenure.ports import KubernetesPort
@@ -97,6 +98,8 @@ class Runtime:
         self.refresher = DeadlineScheduler(self._on_refresh, clock=clock, concurrency=max_in_flight)
         """Vault token TTL refreshes: one role write each, not a reconcile (`TokenRefresh`)."""
         self._refreshes: dict[Key, TokenRefresh] = {}
+        self.pacer = CollectorPacer(self._next_deadline_in)
+        """Full garbage collections between deadlines (see tenure.gcpacing)."""
         self._threads = concurrent.futures.ThreadPoolExecutor(
             (SCHEDULER_THREADS_PER_SLOT + 1) * max_in_flight, thread_name_prefix='tenure-deadline'
         )
@@ -147,6 +150,10 @@ class Runtime:
             for key in list(self._known):
                 self.scheduler.schedule(key, self.clock())
         return True
+
+    def _next_deadline_in(self) -> float | None:
+        due = [d for d in (self.scheduler.due_in(), self.refresher.due_in()) if d is not None]
+        return min(due, default=None)
 
     def knows(self, key: Key) -> bool:
         """Whether `key` is an identity this runtime has reconciled and not forgotten."""
@@ -408,6 +415,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         tasks.append(asyncio.create_task(runtime.scheduler.run(), name='tenure-deadlines'))
         await asyncio.sleep(0)  # running (and thread-safe) before the first handler asks it
         tasks.append(asyncio.create_task(runtime.refresher.run(), name='tenure-token-ttls'))
+        tasks.append(asyncio.create_task(runtime.pacer.run(), name='tenure-gc'))
         if runtime.tickets is not None:
             tasks.append(asyncio.create_task(runtime.tickets.run(), name='tenure-tickets'))
 

@@ -71,7 +71,7 @@ class DeadlineScheduler:
         try:
             while True:
                 self._wake.clear()
-                delay = self._due_in()
+                delay = self.due_in()
                 if delay is None or delay > 0:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout=delay)
@@ -88,7 +88,9 @@ class DeadlineScheduler:
             for task in self._running:
                 task.cancel()
 
-    def _due_in(self) -> float | None:
+    def due_in(self) -> float | None:
+        """Seconds until the earliest deadline (negative: overdue; None: none). Call on the
+        scheduler's loop."""
         while self._heap:
             when, seq, key = self._heap[0]
             if self._current.get(key) == (when, seq):
