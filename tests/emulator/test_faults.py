@@ -588,6 +588,25 @@ def test_the_control_api_waits_for_faults_and_watches(
     assert control.wait_fired(rule).fired == 1
 
 
+def test_a_rule_says_when_it_first_and_last_fired_in_process_and_over_http(
+    faults: FaultInjector, emu: KubeApiEmulator, namespace: str
+) -> None:
+    """Two rules' times tell how far apart the requests were, however late the test looks."""
+    control = FaultControl(emu.url)
+    rule = control.add(FaultRule(effect=PassThrough(), namespace=namespace, times=None))
+    assert control.stats(rule).first_fired_at is None
+    before = time.time()
+    http(emu, 'GET', CONFIG_MAPS.format(ns=namespace))
+    between = time.time()
+    http(emu, 'GET', CONFIG_MAPS.format(ns=namespace))
+    after = time.time()
+    stats = control.stats(rule)
+    assert stats == faults.stats(rule), 'the same over HTTP as in process'
+    assert stats.first_fired_at is not None
+    assert stats.last_fired_at is not None
+    assert before <= stats.first_fired_at <= between <= stats.last_fired_at <= after
+
+
 def test_the_control_api_refuses_malformed_rules_and_unknown_paths(emu: KubeApiEmulator) -> None:
     reply = http(emu, 'POST', CONTROL_PATH, {'effect': {'type': 'explode'}})
     assert reply.status == 400

@@ -287,6 +287,11 @@ class RuleStats:
     rule: FaultRule
     matched: int
     fired: int
+    first_fired_at: float | None = None
+    """When it first fired (the emulator's `time.time()`), None if it has not."""
+    last_fired_at: float | None = None
+    """When it last fired: two rules' times tell how far apart the requests they saw were,
+    however late a test learns of them."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -294,6 +299,8 @@ class RuleStats:
             'rule': _rule_json(self.rule),
             'matched': self.matched,
             'fired': self.fired,
+            'firstFiredAt': self.first_fired_at,
+            'lastFiredAt': self.last_fired_at,
         }
 
     @classmethod
@@ -303,6 +310,8 @@ class RuleStats:
             rule=FaultRule.model_validate(body['rule']),
             matched=int(body['matched']),
             fired=int(body['fired']),
+            first_fired_at=body.get('firstFiredAt'),
+            last_fired_at=body.get('lastFiredAt'),
         )
 
 
@@ -360,6 +369,8 @@ class _RuleState:
     random: random.Random
     matched: int = 0
     fired: int = 0
+    first_fired_at: float | None = None
+    last_fired_at: float | None = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -559,6 +570,9 @@ class FaultInjector:
                 if rule.probability < 1 and state.random.random() >= rule.probability:
                     continue
                 state.fired += 1
+                state.last_fired_at = time.time()
+                if state.first_fired_at is None:
+                    state.first_fired_at = state.last_fired_at
                 decision = (rule_id, rule.effect)
                 break
             if matched:
@@ -567,7 +581,14 @@ class FaultInjector:
 
     def _stats(self, rule_id: str) -> RuleStats:
         state = self._rules[rule_id]
-        return RuleStats(rule_id, state.rule, state.matched, state.fired)
+        return RuleStats(
+            rule_id,
+            state.rule,
+            state.matched,
+            state.fired,
+            state.first_fired_at,
+            state.last_fired_at,
+        )
 
     def _matching_watches(self, match: RequestMatch | None) -> list[_OpenWatch]:
         return [w for w in self._watches.values() if match is None or match.matches(w.facts)]
