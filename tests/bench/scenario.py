@@ -134,7 +134,8 @@ class Run:
         begun = time.monotonic()
         last, last_change = self.requests(), begun
         while True:
-            # Reading in-process counters, not the API: this loop loads nothing it measures.
+            # Reading in-process counters and OpenBao's audit file, not the APIs: this loop
+            # loads nothing it measures.
             await asyncio.sleep(0.25)
             now, current = time.monotonic(), self.requests()
             if (current.kube, current.vault_writes) != (last.kube, last.vault_writes):

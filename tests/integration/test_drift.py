@@ -508,7 +508,7 @@ def test_the_adapter_recognises_the_watch_events_of_its_own_writes_once(stack: S
     )
 
     since = stack.rbac.list_namespaced_role(ns).metadata.resource_version
-    kube.delete_all(names)
+    kube.delete_access(names)
     [deleted] = _events(stack.rbac.list_namespaced_role, ns, since, 1)
     assert deleted['type'] == 'DELETED'
     assert kube.own_write('Role', ns, 'tenure-api', f'deleted:{deleted["object"].metadata.uid}')

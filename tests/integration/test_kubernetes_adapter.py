@@ -682,7 +682,13 @@ def test_an_object_with_neither_labels_nor_owner_reference_is_released_and_not_t
 # -- revocation --------------------------------------------------------------------------------
 
 
-def test_delete_all_removes_every_object_and_no_token_of_the_identity_authenticates_after(
+def delete_everything(kube: KubeObjects, names: IdentityNames) -> None:
+    """The Kubernetes side of a revocation, as the reconcile runs it (the ServiceAccount last)."""
+    kube.delete_access(names)
+    kube.delete_service_account(names)
+
+
+def test_deleting_removes_every_object_and_no_token_of_the_identity_authenticates_after(
     kube: KubeObjects, world: World, recorder: Recorder
 ) -> None:
     names = world.names
@@ -701,7 +707,7 @@ def test_delete_all_removes_every_object_and_no_token_of_the_identity_authentica
     ]
     recorder.clear()
 
-    kube.delete_all(names)
+    delete_everything(kube, names)
 
     deleted = [p.rsplit('/', 2)[-2:] for m, p in recorder.writes if m == 'DELETE']
     assert deleted == [
@@ -716,7 +722,7 @@ def test_delete_all_removes_every_object_and_no_token_of_the_identity_authentica
     assert all(c.at == NOW for c in after)
     assert not world.authenticated(bound)
     assert not world.authenticated(legacy)
-    kube.delete_all(names)  # idempotent: nothing left, nothing fails
+    delete_everything(kube, names)  # idempotent: nothing left, nothing fails
 
 
 def legacy_token(world: World, secret: str) -> str | None:
@@ -724,7 +730,7 @@ def legacy_token(world: World, secret: str) -> str | None:
     return base64.b64decode(data['token']).decode() if 'token' in data else None
 
 
-def test_delete_all_never_touches_a_same_named_service_account_tenure_does_not_manage(
+def test_deleting_never_touches_a_same_named_service_account_tenure_does_not_manage(
     kube: KubeObjects, world: World, recorder: Recorder
 ) -> None:
     world.core.create_namespaced_service_account(
@@ -734,7 +740,7 @@ def test_delete_all_never_touches_a_same_named_service_account_tenure_does_not_m
     poll(lambda: legacy_token(world, 'their-token'), what='legacy token')
     recorder.clear()
 
-    kube.delete_all(world.names)
+    delete_everything(kube, world.names)
 
     assert recorder.writes == []
     assert world.service_account(world.name) is not None
@@ -762,7 +768,7 @@ def test_a_service_account_replaced_during_revocation_by_a_stranger_is_not_delet
 
     recorder.before = replace_service_account
     with pytest.raises(TransientError, match='409'):
-        kube.delete_all(world.names)
+        delete_everything(kube, world.names)
 
     stranger = world.service_account(world.name)
     assert stranger is not None

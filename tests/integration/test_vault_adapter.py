@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import traceback
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -180,6 +180,20 @@ def test_policy_write_reports_created_changed_and_unchanged(
 # -- roles -----------------------------------------------------------------------------------
 
 
+def counting_material(
+    openbao: OpenBaoDevServer, clock: Callable[[], datetime] = lambda: NOW
+) -> tuple[VaultMaterial, list[str]]:
+    """A VaultMaterial that records the operation of each request it sends, in order."""
+    sent: list[str] = []
+    material = VaultMaterial(
+        openbao.client(),
+        auth_mount=AUTH_MOUNT,
+        clock=clock,
+        observe=lambda op, _result: sent.append(op),
+    )
+    return material, sent
+
+
 def test_role_is_written_as_configured_and_its_ttl_reads_back(
     material: VaultMaterial, openbao: OpenBaoDevServer, workload: Workload
 ) -> None:
@@ -206,13 +220,7 @@ def test_role_is_rewritten_when_its_ttl_changes(
 def test_a_ttl_refresh_writes_the_role_in_one_request(
     openbao: OpenBaoDevServer, workload: Workload
 ) -> None:
-    sent: list[str] = []
-    material = VaultMaterial(
-        openbao.client(),
-        auth_mount=AUTH_MOUNT,
-        clock=lambda: NOW,
-        observe=lambda op, _result: sent.append(op),
-    )
+    material, sent = counting_material(openbao)
     material.ensure_role(workload.role)
     sent.clear()
     material.write_role(dataclasses.replace(workload.role, ttl_seconds=30))
@@ -225,13 +233,7 @@ def test_a_ttl_refresh_writes_the_role_in_one_request(
 def test_reads_repeated_within_one_reconcile_ask_vault_once_until_a_write(
     openbao: OpenBaoDevServer, workload: Workload
 ) -> None:
-    sent: list[str] = []
-    material = VaultMaterial(
-        openbao.client(),
-        auth_mount=AUTH_MOUNT,
-        clock=lambda: NOW,
-        observe=lambda op, _result: sent.append(op),
-    )
+    material, sent = counting_material(openbao)
     material.ensure_role(workload.role)
     sent.clear()
     with material.memoised_reads():
@@ -616,13 +618,7 @@ def test_revoking_again_finds_nothing_more(
 def test_the_token_scan_looks_each_token_up_once_in_its_life(
     openbao: OpenBaoDevServer, kube_auth: KubeAuth
 ) -> None:
-    sent: list[str] = []
-    material = VaultMaterial(
-        openbao.client(),
-        auth_mount=AUTH_MOUNT,
-        clock=lambda: NOW,
-        observe=lambda op, _result: sent.append(op),
-    )
+    material, sent = counting_material(openbao)
     workload, neighbour = kube_auth.workload(), kube_auth.workload()
     provision(material, workload)
     provision(material, neighbour)
@@ -664,13 +660,7 @@ def test_the_auth_mount_accessor_is_read_once_a_minute_not_once_per_revocation(
     openbao: OpenBaoDevServer, kube_auth: KubeAuth
 ) -> None:
     now = [NOW]
-    sent: list[str] = []
-    material = VaultMaterial(
-        openbao.client(),
-        auth_mount=AUTH_MOUNT,
-        clock=lambda: now[0],
-        observe=lambda op, _result: sent.append(op),
-    )
+    material, sent = counting_material(openbao, clock=lambda: now[0])
     first, second = kube_auth.workload(), kube_auth.workload()
     provision(material, first)
     provision(material, second)

@@ -605,11 +605,6 @@ class KubeObjects:
         for sa in self._managed('ServiceAccount', names):
             self._delete('ServiceAccount', names.namespace, sa)
 
-    def delete_all(self, names: IdentityNames) -> None:
-        """The whole Kubernetes side of a revocation at once, in order (tools and tests)."""
-        self.delete_access(names)
-        self.delete_service_account(names)
-
     def verify_gone(self, names: IdentityNames) -> list[ProofCheck]:
         checks = []
         for kind in ('RoleBinding', 'Role', 'ServiceAccount'):

@@ -282,6 +282,11 @@ class _Answer:
         return [str(w) for w in warnings] if isinstance(warnings, list) else []
 
 
+def _role_fields(role: VaultRole) -> dict[str, Any]:
+    """Every field Tenure writes on a role: its own settings and the pinned ones."""
+    return {**_ROLE_PINNED, **role.config()}
+
+
 def _role_matches(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
     return all(
         _normalised(current.get(key)) == _normalised(value) for key, value in desired.items()
@@ -606,7 +611,7 @@ class VaultMaterial:
     def ensure_role(self, role: VaultRole) -> bool:
         """Write the Kubernetes-auth role unless every field it sets already matches."""
         current = self._read_role(role.name)
-        if current is not None and _role_matches(current, {**_ROLE_PINNED, **role.config()}):
+        if current is not None and _role_matches(current, _role_fields(role)):
             log.debug('Vault role %s is up to date', role.name)
             return False
         self._write_role(role, 'updated' if current is not None else 'created')
@@ -618,9 +623,7 @@ class VaultMaterial:
 
     def _write_role(self, role: VaultRole, done: str) -> None:
         with translated(f'write Vault role {role.name!r} on auth mount {self.auth_mount}/'):
-            self._request(
-                'POST', self._role_path(role.name), json={**_ROLE_PINNED, **role.config()}
-            )
+            self._request('POST', self._role_path(role.name), json=_role_fields(role))
         log.info(
             '%s Vault role %s for ServiceAccount %s/%s (token TTL %ds)',
             done,
@@ -634,7 +637,7 @@ class VaultMaterial:
         """Whether the role exists with every field Tenure sets as in `role` (one read, no
         write: the periodic drift check)."""
         current = self._read_role(role.name)
-        return current is not None and _role_matches(current, {**_ROLE_PINNED, **role.config()})
+        return current is not None and _role_matches(current, _role_fields(role))
 
     def delete_role(self, role: str) -> None:
         with translated(f'delete Vault role {role!r} on auth mount {self.auth_mount}/'):

@@ -293,9 +293,25 @@ def _cluster_crd(
     plural: str,
     singular: str,
     columns: list[JsonObj],
-    root: JsonObj,
+    description: str | None,
+    spec: JsonObj,
+    spec_required: bool = False,
+    name: JsonObj | None = None,
 ) -> JsonObj:
-    """A cluster-scoped CRD of Tenure's group with one version, `root` its object schema."""
+    """A cluster-scoped CRD of Tenure's group with one version: an object of `spec` (required
+    or not), its metadata.name constrained by `name` if given."""
+    metadata: JsonObj = {'type': 'object', 'description': 'Standard object metadata.'}
+    if name is not None:
+        metadata['properties'] = {'name': name}
+    root: JsonObj = {'type': 'object', 'description': (description or '').strip()}
+    if spec_required:
+        root['required'] = ['spec']
+    root['properties'] = {
+        'apiVersion': _ROOT_FIELDS['apiVersion'],
+        'kind': _ROOT_FIELDS['kind'],
+        'metadata': metadata,
+        'spec': spec,
+    }
     return {
         'apiVersion': 'apiextensions.k8s.io/v1',
         'kind': 'CustomResourceDefinition',
@@ -339,16 +355,8 @@ def render_identity_policy_crd() -> JsonObj:
             _column('Mode', '.spec.mode', 'Enforce or Audit'),
             _column('Max-Lifetime', '.spec.maxLifetime', 'Longest lifetime'),
         ],
-        root={
-            'type': 'object',
-            'description': (v1alpha1.IdentityPolicy.__doc__ or '').strip(),
-            'properties': {
-                'apiVersion': _ROOT_FIELDS['apiVersion'],
-                'kind': _ROOT_FIELDS['kind'],
-                'metadata': {'type': 'object', 'description': 'Standard object metadata.'},
-                'spec': _model_schema(IdentityPolicySpec),
-            },
-        },
+        description=v1alpha1.IdentityPolicy.__doc__,
+        spec=_model_schema(IdentityPolicySpec),
     )
 
 
@@ -367,29 +375,15 @@ def render_ticket_source_crd() -> JsonObj:
             _column('URL', '.spec.url', 'Base URL of the ITSM'),
             _column('Poll', '.spec.pollInterval', 'Poll interval'),
         ],
-        root={
-            'type': 'object',
-            'description': (v1alpha1.TicketSource.__doc__ or '').strip(),
-            'required': ['spec'],
-            'properties': {
-                'apiVersion': _ROOT_FIELDS['apiVersion'],
-                'kind': _ROOT_FIELDS['kind'],
-                # The name is what spec.ticket.system cites.
-                'metadata': {
-                    'type': 'object',
-                    'description': 'Standard object metadata.',
-                    'properties': {
-                        'name': {
-                            'type': 'string',
-                            'description': 'The ticket system name identities cite in '
-                            'spec.ticket.system.',
-                            'maxLength': 32,
-                            'pattern': v1alpha1.TICKET_SYSTEM_PATTERN,
-                        },
-                    },
-                },
-                'spec': _model_schema(TicketSourceSpec),
-            },
+        description=v1alpha1.TicketSource.__doc__,
+        spec=_model_schema(TicketSourceSpec),
+        spec_required=True,
+        # The name is what spec.ticket.system cites.
+        name={
+            'type': 'string',
+            'description': 'The ticket system name identities cite in spec.ticket.system.',
+            'maxLength': 32,
+            'pattern': v1alpha1.TICKET_SYSTEM_PATTERN,
         },
     )
 
