@@ -29,12 +29,15 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from tenure.adapters.clients import kubernetes_api
 from tenure.adapters.kubernetes import KubeObjects
 from tenure.api.v1alpha1 import GROUP, PLURAL, VERSION, Owner, PolicyRule, Scope
 from tenure.domain.desired import Identity, kubernetes_objects
 from tenure.domain.names import IdentityNames
 from tenure.errors import NameConflict, PermanentError, TransientError
-from tenure_devtools.kubeapi import running_emulator
+from tenure.limits import TokenBucket
+from tenure_devtools.kubeapi import KubeApiEmulator, running_emulator
+from tenure_devtools.kubeapi.faults import FaultRule, TooManyRequests
 
 pytestmark = pytest.mark.integration
 
@@ -968,3 +971,41 @@ def test_api_errors_become_transient_or_permanent_without_object_bodies(
     else:
         assert isinstance(raised.value, TransientError)
         assert raised.value.retry_after == delay
+
+
+# -- rate limit --------------------------------------------------------------------------------
+
+
+def test_a_429_holds_every_later_request_of_the_client_for_its_retry_after(
+    kube_emulator: KubeApiEmulator, kubeconfig: Path
+) -> None:
+    """The API server's Retry-After is honoured by the whole client, not only by the retry of
+    the request it refused: whatever asks next (a watch event, another identity) waits too."""
+    now, slept = [100.0], []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    bucket = TokenBucket(1000, 1000, clock=lambda: now[0], sleep=sleep)
+    namespace = f'throttled-{uuid.uuid4().hex[:6]}'
+    rule = kube_emulator.faults.add(
+        FaultRule(
+            effect=TooManyRequests(retry_after=3),
+            verbs={'create'},  # a POST: urllib3 itself retries a refused GET after Retry-After
+            resources={'configmaps'},
+            namespace=namespace,
+            times=1,
+        )
+    )
+    try:
+        with kubernetes_api(str(kubeconfig), bucket) as api:
+            core = client.CoreV1Api(api)
+            with pytest.raises(ApiException) as refused:
+                core.create_namespaced_config_map(namespace, {'metadata': {'name': 'first'}})
+            assert refused.value.status == 429
+            assert slept == []
+            core.list_namespaced_config_map(namespace)
+    finally:
+        kube_emulator.faults.remove(rule)
+    assert slept == [pytest.approx(3.0)]

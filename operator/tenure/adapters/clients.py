@@ -21,7 +21,7 @@ import kubernetes
 import requests
 import requests.adapters
 
-from tenure.adapters.kubernetes import KubeObjects, retry_after
+from tenure.adapters.kubernetes import KubeObjects, retry_after_seconds
 from tenure.adapters.vault import VaultMaterial, translated
 from tenure.config import OperatorConfig, VaultConfig
 from tenure.errors import PermanentError
@@ -76,12 +76,12 @@ class RateLimitedApiClient(kubernetes.client.ApiClient):
 
     def call_api(self, *args: Any, **kwargs: Any) -> Any:
         self._limit.acquire()
-        try:
-            return super().call_api(*args, **kwargs)
-        except kubernetes.client.ApiException as e:
-            if e.status == 429:
-                self._limit.hold(retry_after(e) or 1.0)
-            raise
+        # The client returns every HTTP answer from here (the API method raises ApiException
+        # for a non-2xx one later, when it deserialises it).
+        response = super().call_api(*args, **kwargs)
+        if response.status == 429:
+            self._limit.hold(retry_after_seconds(response.headers.get('Retry-After')) or 1.0)
+        return response
 
 
 def kubernetes_api(

@@ -80,9 +80,13 @@ def _status_message(e: ApiException) -> str:
 
 
 def retry_after(e: ApiException) -> float | None:
+    return retry_after_seconds((e.headers or {}).get('Retry-After'))
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header as seconds, None when absent or not a number of seconds."""
     # The apiserver sends whole seconds (429 from API Priority and Fairness, 5xx while starting);
     # an HTTP-date form is not used by it and is ignored rather than guessed at.
-    value = (e.headers or {}).get('Retry-After')
     try:
         seconds = float(value) if value is not None else None
     except ValueError:
